@@ -1,0 +1,30 @@
+"""tbptt: exact full and truncated backpropagation through time for PyTorch.
+
+The public API: ``gradients`` (every window's gradient at fixed parameters),
+``Runner`` (stateful TBPTT for training), the built-in ``models``, per-element
+``losses`` and ``reference`` (NumPy BPTT for Elman networks).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from tbptt import losses, models
+from tbptt.engine import Runner, Window, gradients, unroll
+from tbptt.errors import TBPTTError
+from tbptt.state import detach
+
+try:
+    __version__ = version("tbptt")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Runner",
+    "TBPTTError",
+    "Window",
+    "__version__",
+    "detach",
+    "gradients",
+    "losses",
+    "models",
+    "unroll",
+]

@@ -1,0 +1,161 @@
+"""Elman, LSTM and GRU networks on PyTorch's fused ``nn.RNN/LSTM/GRU``.
+
+Each network maps inputs ``(T, B)`` of token ids (with ``vocab_size``) or ``(T, B, F)``
+features (with ``input_size``) through an optional embedding, a stack of recurrent
+layers and a linear head to outputs ``(T, B, output_size)``. State is batch-first:
+``(B, num_layers, hidden_size)``, a tuple ``(h, c)`` of two such for the LSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tbptt.errors import TBPTTError
+from tbptt.models.segments import Segments
+
+CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentNetwork(nn.Module):
+    """A recurrent network that follows the tbptt model protocol and applies resets
+    inside one fused call.
+
+    Args:
+        cell: ``"elman"`` (tanh RNN), ``"lstm"`` or ``"gru"``.
+        hidden_size: units per recurrent layer.
+        vocab_size: inputs are token ids ``(T, B)`` read through an embedding.
+        input_size: inputs are features ``(T, B, input_size)``. Give exactly one of
+            ``vocab_size`` and ``input_size``.
+        output_size: outputs per step (default: ``vocab_size``).
+        num_layers: stacked recurrent layers.
+        embedding_size: embedding width (default: ``hidden_size``).
+        dropout: dropout on the embedding, between layers and before the head.
+        tie_weights: share the embedding matrix with the head (Press & Wolf 2017);
+            needs ``embedding_size == hidden_size``.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        hidden_size: int,
+        *,
+        vocab_size: int | None = None,
+        input_size: int | None = None,
+        output_size: int | None = None,
+        num_layers: int = 1,
+        embedding_size: int | None = None,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout)
+        output_size = vocab_size if output_size is None else output_size
+        if output_size is None:
+            raise TBPTTError("output_size is required with input_size (features in)")
+        embedding_size = hidden_size if embedding_size is None else embedding_size
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.embedding = None if vocab_size is None else nn.Embedding(vocab_size, embedding_size)
+        rnn_input = embedding_size if vocab_size is not None else input_size
+        self.rnn = CELLS[cell](
+            rnn_input, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, output_size)
+        if tie_weights:
+            if self.embedding is None or embedding_size != hidden_size:
+                raise TBPTTError(
+                    "tie_weights needs token inputs (vocab_size) and "
+                    "embedding_size == hidden_size"
+                )
+            self.head.weight = self.embedding.weight
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Zeros, ``(B, num_layers, hidden_size)`` (a pair of them for the LSTM)."""
+        like = self.head.weight
+        shape = (batch_size, self.num_layers, self.hidden_size)
+        device = like.device if device is None else device
+        dtype = like.dtype if dtype is None else dtype
+        zeros = torch.zeros(shape, device=device, dtype=dtype)
+        return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+
+    def forward(
+        self,
+        inputs: Tensor,
+        state: Tensor | tuple[Tensor, Tensor] | None = None,
+        resets: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+        """Run ``inputs: (T, B)`` or ``(T, B, F)`` from ``state`` (``None``: zeros).
+
+        ``resets: (T, B)`` bool: the state of stream b is replaced by zeros before
+        step i where ``resets[i, b]``. Returns ``outputs: (T, B, output_size)`` and
+        the state after the last step.
+        """
+        features = inputs if self.embedding is None else self.embedding(inputs)
+        features = self.dropout(features)
+        steps, batch = features.shape[:2]
+        initial = self.initial_state(batch, features.device, features.dtype)
+        hidden = to_rnn_layout(initial if state is None else state)
+        if resets is None or not bool(resets.any()):  # a CPU-GPU sync point
+            outputs, final = self.rnn(features, hidden)
+        else:
+            segments = Segments.from_resets(resets)
+            starts = map_pair(segments.start_state, hidden, to_rnn_layout(initial))
+            packed, final = self.rnn(segments.pack(features), starts)
+            outputs = segments.unpack(packed, steps)
+            final = map_pair(segments.end_state, final)
+        return self.head(self.dropout(outputs)), from_rnn_layout(final)
+
+
+def map_pair(fn, *states):
+    """Apply ``fn`` to a tensor state, or to each of the LSTM's ``(h, c)``."""
+    if isinstance(states[0], tuple):
+        return tuple(fn(*parts) for parts in zip(*states, strict=True))
+    return fn(*states)
+
+
+def to_rnn_layout(state):
+    """Batch-first ``(B, L, H)`` to PyTorch's ``(L, B, H)``, contiguous for cuDNN."""
+    return map_pair(lambda s: s.transpose(0, 1).contiguous(), state)
+
+
+def from_rnn_layout(state):
+    """PyTorch's ``(L, B, H)`` back to batch-first ``(B, L, H)``."""
+    return map_pair(lambda s: s.transpose(0, 1), state)
+
+
+def check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout) -> None:
+    """Raise a one-line error for an impossible network configuration."""
+    if cell not in CELLS:
+        raise TBPTTError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+    if (vocab_size is None) == (input_size is None):
+        raise TBPTTError("give exactly one of vocab_size (token ids in) and input_size (features)")
+    for name, size in (("hidden_size", hidden_size), ("num_layers", num_layers),
+                       ("vocab_size", vocab_size), ("input_size", input_size)):
+        if size is not None and size < 1:
+            raise TBPTTError(f"{name} must be >= 1, got {size}")
+    if not 0.0 <= dropout < 1.0:
+        raise TBPTTError(f"dropout must be in [0, 1), got {dropout}")
+
+
+class Elman(RecurrentNetwork):
+    """Elman network (tanh RNN): ``h_i = tanh(W_ih x_i + b_ih + W_hh h_{i-1} + b_hh)``."""
+
+    def __init__(self, hidden_size: int, **kwargs) -> None:
+        super().__init__("elman", hidden_size, **kwargs)
+
+
+class LSTM(RecurrentNetwork):
+    """LSTM network (Hochreiter & Schmidhuber 1997, with forget gates); state ``(h, c)``."""
+
+    def __init__(self, hidden_size: int, **kwargs) -> None:
+        super().__init__("lstm", hidden_size, **kwargs)
+
+
+class GRU(RecurrentNetwork):
+    """GRU network (Cho et al. 2014)."""
+
+    def __init__(self, hidden_size: int, **kwargs) -> None:
+        super().__init__("gru", hidden_size, **kwargs)
