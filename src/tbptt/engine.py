@@ -57,8 +57,9 @@ def unroll(
 def masked_mean(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """The mean of ``losses: (T, B)`` over valid elements, and their count.
 
-    An all-padding window gives a zero loss (and zero gradient), not NaN; masked
-    elements may hold any value, NaN included.
+    An all-padding window gives a zero loss (and zero gradient), not NaN. Masked
+    elements must still hold values the loss function accepts: a NaN target there
+    would give NaN gradients through the loss function itself.
     """
     if mask is None:
         return losses.mean(), torch.tensor(losses.numel(), device=losses.device)
@@ -151,8 +152,13 @@ class Runner:
         self.history_resets = resets[keep:] if self.overlap else None
 
     def _window(
-        self, span: Span, inputs: Tensor, targets: Tensor, resets: Tensor,
-        mask: Tensor | None, history: int,
+        self,
+        span: Span,
+        inputs: Tensor,
+        targets: Tensor,
+        resets: Tensor,
+        mask: Tensor | None,
+        history: int,
     ) -> Window:
         """Run one window from the carried state and compute its loss.
 
@@ -167,7 +173,7 @@ class Runner:
                 outputs.append(piece)
             if end == next_start:
                 self.state = states.detach(state)
-        loss_outputs = torch.cat(outputs)[span.loss_start - span.start:]
+        loss_outputs = torch.cat(outputs)[span.loss_start - span.start :]
         loss_steps = slice(span.loss_start - history, span.end - history)
         losses = self.loss_fn(loss_outputs, targets[loss_steps])
         window_mask = None if mask is None else mask[loss_steps]
@@ -194,8 +200,7 @@ def check_chunk(
     for name, flags in (("resets", resets), ("mask", mask)):
         if flags is not None and tuple(flags.shape) != steps:
             raise TBPTTError(
-                f"{name} must have shape (T, B) = {steps} like the inputs, "
-                f"got {tuple(flags.shape)}"
+                f"{name} must have shape (T, B) = {steps} like the inputs, got {tuple(flags.shape)}"
             )
     if resets is None:
         resets = torch.zeros(steps, dtype=torch.bool, device=inputs.device)

@@ -65,8 +65,7 @@ class RecurrentNetwork(nn.Module):
         if tie_weights:
             if self.embedding is None or embedding_size != hidden_size:
                 raise TBPTTError(
-                    "tie_weights needs token inputs (vocab_size) and "
-                    "embedding_size == hidden_size"
+                    "tie_weights needs token inputs (vocab_size) and embedding_size == hidden_size"
                 )
             self.head.weight = self.embedding.weight
 
@@ -132,8 +131,12 @@ def check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout)
         raise TBPTTError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
     if (vocab_size is None) == (input_size is None):
         raise TBPTTError("give exactly one of vocab_size (token ids in) and input_size (features)")
-    for name, size in (("hidden_size", hidden_size), ("num_layers", num_layers),
-                       ("vocab_size", vocab_size), ("input_size", input_size)):
+    for name, size in (
+        ("hidden_size", hidden_size),
+        ("num_layers", num_layers),
+        ("vocab_size", vocab_size),
+        ("input_size", input_size),
+    ):
         if size is not None and size < 1:
             raise TBPTTError(f"{name} must be >= 1, got {size}")
     if not 0.0 <= dropout < 1.0:

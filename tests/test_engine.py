@@ -1,0 +1,253 @@
+"""tbptt.gradients and tbptt.Runner follow semantics.md exactly.
+
+Every gradient is checked in float64 against ``naive.window_gradients``, a per-step
+autograd unroll that recomputes each window from step 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tbptt
+from tbptt import losses, models
+from tests import naive
+from tests.models_for_tests import DictStateCell, LearnedStartLSTM
+
+INPUT, HIDDEN, OUTPUT = 3, 4, 2
+
+
+def make_model(kind: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if kind == "dict":
+        model = DictStateCell(INPUT, HIDDEN, OUTPUT)
+    elif kind == "learned_start":
+        model = LearnedStartLSTM(INPUT, HIDDEN, OUTPUT)
+    else:
+        model = models.RecurrentNetwork(
+            kind, HIDDEN, input_size=INPUT, output_size=OUTPUT, num_layers=2
+        )
+    return model.double()
+
+
+def make_data(steps, batch, seed=0, reset_p=0.0, mask_p=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(steps, batch, INPUT, generator=gen, dtype=torch.float64)
+    targets = torch.randn(steps, batch, OUTPUT, generator=gen, dtype=torch.float64)
+    resets = torch.rand(steps, batch, generator=gen) < reset_p
+    mask = torch.rand(steps, batch, generator=gen) < mask_p
+    return inputs, targets, resets, mask
+
+
+def assert_gradients_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert got.keys() == want.keys()
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-11, msg=name)
+
+
+KINDS = ["elman", "lstm", "gru", "dict", "learned_start"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=12, deadline=None)
+@given(
+    steps=st.integers(1, 11),
+    batch=st.integers(1, 4),
+    k1=st.integers(1, 6),
+    extra=st.integers(0, 5),
+    reset_p=st.sampled_from([0.0, 0.2, 0.6]),
+    mask_p=st.sampled_from([1.0, 0.7, 0.2]),
+    seed=st.integers(0, 2**16),
+)
+def test_gradients_equal_a_per_step_unroll(kind, steps, batch, k1, extra, reset_p, mask_p, seed):
+    model = make_model(kind)
+    inputs, targets, resets, mask = make_data(steps, batch, seed, reset_p, mask_p)
+    expected = naive.window_gradients(
+        model, inputs, targets, losses.mse, k1, k1 + extra, resets=resets, mask=mask
+    )
+    actual = tbptt.gradients(
+        model, inputs, targets, losses.mse, k1, k1 + extra, resets=resets, mask=mask
+    )
+    assert_gradients_equal(actual, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_bptt_is_one_window_over_the_whole_sequence(kind):
+    model = make_model(kind)
+    inputs, targets, resets, mask = make_data(13, 3, reset_p=0.15, mask_p=0.8)
+    full = tbptt.gradients(model, inputs, targets, losses.mse, None, resets=resets, mask=mask)
+    assert len(full) == 1
+    same = tbptt.gradients(model, inputs, targets, losses.mse, 13, resets=resets, mask=mask)
+    assert_gradients_equal(full, same)
+    expected = naive.window_gradients(
+        model, inputs, targets, losses.mse, None, resets=resets, mask=mask
+    )
+    assert_gradients_equal(full, expected)
+
+
+def test_a_given_state_enters_step_zero_as_a_constant():
+    model = make_model("lstm")
+    inputs, targets, _, _ = make_data(7, 2)
+    state = (
+        torch.randn(2, 2, HIDDEN, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 2, HIDDEN, dtype=torch.float64),
+    )
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 4, state=state)
+    expected = naive.window_gradients(model, inputs, targets, losses.mse, 3, 4, state=state)
+    assert_gradients_equal(actual, expected)
+    assert state[0].grad is None
+
+
+def test_cross_entropy_on_token_inputs_matches_the_unroll():
+    torch.manual_seed(1)
+    model = models.LSTM(6, vocab_size=7, num_layers=2).double()
+    tokens = torch.randint(0, 7, (10, 3))
+    resets = torch.rand(10, 3) < 0.2
+    expected = naive.window_gradients(
+        model, tokens, tokens.roll(-1, 0), losses.cross_entropy, 4, 6, resets=resets
+    )
+    actual = tbptt.gradients(
+        model, tokens, tokens.roll(-1, 0), losses.cross_entropy, 4, 6, resets=resets
+    )
+    assert_gradients_equal(actual, expected)
+
+
+def test_a_window_with_no_valid_element_has_zero_gradient():
+    model = make_model("gru")
+    inputs, targets, _, mask = make_data(6, 2)
+    mask[:3] = False
+    targets[:3] = 1e6
+    first, second = tbptt.gradients(model, inputs, targets, losses.mse, 3, mask=mask)
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in first.values())
+    assert all(torch.isfinite(g).all() for g in second.values())
+
+
+def test_learned_initial_state_gets_gradient_through_resets():
+    model = make_model("learned_start")
+    inputs, targets, resets, _ = make_data(6, 2)
+    resets[3, 1] = True
+    state = tuple(s.detach() for s in model.initial_state(2))
+    (grads,) = tbptt.gradients(model, inputs, targets, losses.mse, None, state=state, resets=resets)
+    assert grads["h0"].abs().sum() > 0
+    (no_reset,) = tbptt.gradients(model, inputs, targets, losses.mse, None, state=state)
+    assert torch.equal(no_reset["h0"], torch.zeros_like(no_reset["h0"]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "dict"])
+@pytest.mark.parametrize(("k1", "k2", "chunk"), [(2, 2, 4), (2, 5, 4), (3, 7, 3), (1, 4, 2)])
+def test_runner_over_chunks_gives_the_windows_of_the_whole_stream(kind, k1, k2, chunk):
+    model = make_model(kind)
+    inputs, targets, resets, mask = make_data(12, 3, reset_p=0.2, mask_p=0.8)
+    expected = tbptt.gradients(model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask)
+    runner = tbptt.Runner(model, losses.mse, k1, k2)
+    params = list(model.parameters())
+    actual = []
+    for begin in range(0, 12, chunk):
+        part = slice(begin, begin + chunk)
+        for window in runner.windows(
+            inputs[part], targets[part], resets=resets[part], mask=mask[part]
+        ):
+            grads = torch.autograd.grad(window.loss, params, allow_unused=True)
+            actual.append(
+                {
+                    n: torch.zeros_like(p) if g is None else g
+                    for (n, p), g in zip(model.named_parameters(), grads, strict=True)
+                }
+            )
+    assert_gradients_equal(actual, expected)
+
+
+def naive_training(model, inputs, targets, k1, k2, lr):
+    """SGD on TBPTT(k1, k2) as semantics.md states it: window n runs from the detached
+    state that the latest earlier window produced for step s_n."""
+    saved = {0: None}
+    for start, loss_start, end in naive.window_bounds(inputs.shape[0], k1, k2):
+        h = saved[start]
+        outputs = []
+        for i in range(start, end):
+            y, h = model(inputs[i : i + 1], h)
+            saved[i + 1] = naive.detach_state(h)
+            outputs.append(y)
+        loss = losses.mse(torch.cat(outputs)[loss_start - start :], targets[loss_start:end])
+        model.zero_grad()
+        loss.mean().backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+
+
+@pytest.mark.parametrize(("k1", "k2"), [(3, 3), (2, 5), (4, 9)])
+def test_runner_training_updates_between_windows_as_defined(k1, k2):
+    inputs, targets, _, _ = make_data(14, 2)
+    expected = make_model("gru")
+    naive_training(expected, inputs, targets, k1, k2, lr=0.1)
+    model = make_model("gru")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    runner = tbptt.Runner(model, losses.mse, k1, k2)
+    for window in runner.windows(inputs, targets):
+        optimizer.zero_grad()
+        window.loss.backward()
+        optimizer.step()
+    for (name, got), want in zip(model.named_parameters(), expected.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_runner_carries_the_final_state_detached():
+    model = make_model("lstm")
+    inputs, targets, _, _ = make_data(8, 2)
+    runner = tbptt.Runner(model, losses.mse, 4)
+    for window in runner.windows(inputs, targets):
+        window.loss.backward()
+    _, final = model(inputs)
+    for carried, want in zip(runner.state, final, strict=True):
+        assert not carried.requires_grad
+        torch.testing.assert_close(carried, want.detach())
+    runner.reset()
+    assert runner.state is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k1": 5, "k2": 3}, "k1=5 > k2=3"),
+        ({"k1": 0}, "k1 must be >= 1"),
+        ({"k1": 2, "k2": -1}, "k2 must be >= 1"),
+        ({"k1": None, "k2": 3}, "k2=3 given without k1"),
+        ({"k1": 2.5}, "k1 must be an int"),
+    ],
+)
+def test_bad_truncation_is_refused(kwargs, message):
+    model = make_model("elman")
+    inputs, targets, _, _ = make_data(6, 2)
+    with pytest.raises(tbptt.TBPTTError, match=message):
+        tbptt.gradients(model, inputs, targets, losses.mse, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"targets": torch.zeros(5, 2, OUTPUT)}, r"targets shape \(5, 2, 2\)"),
+        ({"resets": torch.zeros(6, 3, dtype=torch.bool)}, r"resets must have shape \(T, B\)"),
+        ({"mask": torch.ones(6, dtype=torch.bool)}, r"mask must have shape \(T, B\)"),
+        ({"inputs": torch.zeros(0, 2, INPUT)}, "T >= 1"),
+        ({"state": torch.zeros(3, 1, HIDDEN)}, "does not match batch size 2"),
+    ],
+)
+def test_mismatched_shapes_are_refused(change, message):
+    model = make_model("elman")
+    inputs, targets, _, _ = make_data(6, 2)
+    args = {"inputs": inputs, "targets": targets, **change}
+    inputs, targets = args.pop("inputs"), args.pop("targets")
+    with pytest.raises(ValueError, match=message):
+        tbptt.gradients(model, inputs, targets, losses.mse, 3, **args)
+
+
+def test_a_loss_fn_that_reduces_is_refused():
+    model = make_model("elman")
+    inputs, targets, _, _ = make_data(6, 2)
+    with pytest.raises(tbptt.TBPTTError, match="per-element losses"):
+        tbptt.gradients(model, inputs, targets, torch.nn.functional.mse_loss, 3)

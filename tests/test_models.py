@@ -1,0 +1,131 @@
+"""Built-in networks: shapes, options, and resets inside one fused call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tbptt import TBPTTError, models, unroll
+
+CELLS = ["elman", "lstm", "gru"]
+
+
+class NoNativeResets(torch.nn.Module):
+    """The same network seen through the bare protocol, so the engine splits at resets."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, inputs, state=None):
+        return self.network(inputs, state)
+
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return self.network.initial_state(batch_size, device, dtype)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_token_network_shapes_and_batch_first_state(cell):
+    model = models.RecurrentNetwork(cell, 8, vocab_size=11, num_layers=2)
+    outputs, state = model(torch.randint(0, 11, (5, 3)))
+    assert outputs.shape == (5, 3, 11)
+    for leaf in state if cell == "lstm" else (state,):
+        assert leaf.shape == (3, 2, 8)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_feeding_the_state_back_continues_the_sequence(cell):
+    torch.manual_seed(0)
+    model = models.RecurrentNetwork(cell, 6, input_size=2, output_size=3).double()
+    inputs = torch.randn(8, 4, 2, dtype=torch.float64)
+    whole, _ = model(inputs)
+    first, state = model(inputs[:5])
+    second, _ = model(inputs[5:], state)
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "pattern",
+    ["none", "step_zero", "every_step", "one_stream", "random", "last_step"],
+)
+def test_packed_resets_equal_splitting_at_resets(cell, pattern):
+    torch.manual_seed(1)
+    steps, batch = 7, 4
+    model = models.RecurrentNetwork(cell, 5, input_size=3, output_size=2, num_layers=2).double()
+    inputs = torch.randn(steps, batch, 3, dtype=torch.float64)
+    resets = torch.zeros(steps, batch, dtype=torch.bool)
+    if pattern == "step_zero":
+        resets[0, ::2] = True
+    elif pattern == "every_step":
+        resets[:] = True
+    elif pattern == "one_stream":
+        resets[2:5, 1] = True
+    elif pattern == "random":
+        resets = torch.rand(steps, batch) < 0.3
+    elif pattern == "last_step":
+        resets[-1, 0] = True
+    state = model.initial_state(batch)
+    state = tuple(s + 0.5 for s in state) if cell == "lstm" else state + 0.5
+    packed, packed_state = model(inputs, state, resets=resets)
+    split, split_state = unroll(NoNativeResets(model), inputs, state, resets)
+    torch.testing.assert_close(packed, split, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(packed_state, split_state, rtol=1e-12, atol=1e-12)
+
+
+def test_a_reset_stream_matches_a_fresh_run_of_its_new_sequence():
+    torch.manual_seed(2)
+    model = models.LSTM(5, input_size=3, output_size=2).double()
+    inputs = torch.randn(6, 2, 3, dtype=torch.float64)
+    resets = torch.zeros(6, 2, dtype=torch.bool)
+    resets[3, 0] = True
+    outputs, _ = model(inputs, resets=resets)
+    fresh, _ = model(inputs[3:, :1])
+    torch.testing.assert_close(outputs[3:, :1], fresh)
+
+
+def test_tied_weights_share_one_matrix():
+    model = models.GRU(16, vocab_size=20, tie_weights=True)
+    assert model.head.weight is model.embedding.weight
+    with pytest.raises(TBPTTError, match="tie_weights"):
+        models.GRU(16, vocab_size=20, embedding_size=8, tie_weights=True)
+
+
+def test_dropout_is_active_in_training_only():
+    torch.manual_seed(3)
+    model = models.LSTM(32, vocab_size=10, num_layers=2, dropout=0.5)
+    tokens = torch.randint(0, 10, (4, 2))
+    model.train()
+    assert not torch.equal(model(tokens)[0], model(tokens)[0])
+    model.eval()
+    assert torch.equal(model(tokens)[0], model(tokens)[0])
+
+
+def test_one_training_step_changes_every_parameter():
+    torch.manual_seed(4)
+    model = models.LSTM(8, vocab_size=10, num_layers=2)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    tokens = torch.randint(0, 10, (6, 3))
+    resets = torch.zeros(6, 3, dtype=torch.bool)
+    resets[2, 1] = True
+    outputs, _ = model(tokens, resets=resets)
+    torch.nn.functional.cross_entropy(outputs.flatten(0, 1), tokens.flatten()).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    for name, p in model.named_parameters():
+        assert not torch.equal(p, before[name]), name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cell": "transformer", "hidden_size": 4, "vocab_size": 3}, "unknown cell"),
+        ({"cell": "lstm", "hidden_size": 4}, "exactly one of vocab_size"),
+        ({"cell": "lstm", "hidden_size": 4, "vocab_size": 3, "input_size": 2}, "exactly one"),
+        ({"cell": "lstm", "hidden_size": 0, "vocab_size": 3}, "hidden_size must be >= 1"),
+        ({"cell": "gru", "hidden_size": 4, "input_size": 2}, "output_size is required"),
+        ({"cell": "gru", "hidden_size": 4, "vocab_size": 3, "dropout": 1.0}, "dropout"),
+    ],
+)
+def test_impossible_networks_are_refused(kwargs, message):
+    with pytest.raises(TBPTTError, match=message):
+        models.RecurrentNetwork(**kwargs)
