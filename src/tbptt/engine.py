@@ -116,13 +116,13 @@ class Runner:
         self.k1, self.k2 = check_truncation(k1, k2)
         self.overlap = 0 if self.k1 is None or self.k2 is None else self.k2 - self.k1
         self.state = states.detach(state)
-        self.history_inputs: Tensor | None = None
-        self.history_resets: Tensor | None = None
+        self.history: tuple[Tensor, Tensor] | None = None
+        """The last ``k2 - k1`` steps' inputs and resets, run again by the next chunk."""
 
     def reset(self, state: State = None) -> None:
         """Start every stream afresh from ``state`` (the initial state by default)."""
         self.state = states.detach(state)
-        self.history_inputs = self.history_resets = None
+        self.history = None
 
     def windows(
         self,
@@ -140,16 +140,16 @@ class Runner:
         """
         resets, mask = check_chunk(inputs, targets, resets, mask)
         states.check_batch_size(self.state, inputs.shape[1])
-        history = 0 if self.history_inputs is None else self.history_inputs.shape[0]
-        if history:
-            inputs = torch.cat([self.history_inputs, inputs])
-            resets = torch.cat([self.history_resets, resets])
+        history = 0
+        if self.history is not None:
+            history = self.history[0].shape[0]
+            inputs = torch.cat([self.history[0], inputs])
+            resets = torch.cat([self.history[1], resets])
         windows = spans(inputs.shape[0], self.k1, self.k2, history=history)
         for span in windows:
             yield self._window(span, inputs, targets, resets, mask, history)
         keep = max(inputs.shape[0] - self.overlap, 0)
-        self.history_inputs = inputs[keep:] if self.overlap else None
-        self.history_resets = resets[keep:] if self.overlap else None
+        self.history = (inputs[keep:], resets[keep:]) if self.overlap else None
 
     def _window(
         self,

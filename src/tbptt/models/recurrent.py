@@ -8,6 +8,9 @@ layers and a linear head to outputs ``(T, B, output_size)``. State is batch-firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -15,6 +18,9 @@ from tbptt.errors import TBPTTError
 from tbptt.models.segments import Segments
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+RNNState = Tensor | tuple[Tensor, Tensor]
+"""One tensor, or the LSTM's pair ``(h, c)``."""
 
 
 class RecurrentNetwork(nn.Module):
@@ -71,7 +77,7 @@ class RecurrentNetwork(nn.Module):
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    ) -> RNNState:
         """Zeros, ``(B, num_layers, hidden_size)`` (a pair of them for the LSTM)."""
         like = self.head.weight
         shape = (batch_size, self.num_layers, self.hidden_size)
@@ -83,9 +89,9 @@ class RecurrentNetwork(nn.Module):
     def forward(
         self,
         inputs: Tensor,
-        state: Tensor | tuple[Tensor, Tensor] | None = None,
+        state: RNNState | None = None,
         resets: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    ) -> tuple[Tensor, RNNState]:
         """Run ``inputs: (T, B)`` or ``(T, B, F)`` from ``state`` (``None``: zeros).
 
         ``resets: (T, B)`` bool: the state of stream b is replaced by zeros before
@@ -108,24 +114,32 @@ class RecurrentNetwork(nn.Module):
         return self.head(self.dropout(outputs)), from_rnn_layout(final)
 
 
-def map_pair(fn, *states):
+def map_pair(fn: Callable[..., Tensor], *states: RNNState) -> RNNState:
     """Apply ``fn`` to a tensor state, or to each of the LSTM's ``(h, c)``."""
     if isinstance(states[0], tuple):
-        return tuple(fn(*parts) for parts in zip(*states, strict=True))
+        h, c = (fn(*parts) for parts in zip(*states, strict=True))
+        return h, c
     return fn(*states)
 
 
-def to_rnn_layout(state):
+def to_rnn_layout(state: RNNState) -> RNNState:
     """Batch-first ``(B, L, H)`` to PyTorch's ``(L, B, H)``, contiguous for cuDNN."""
     return map_pair(lambda s: s.transpose(0, 1).contiguous(), state)
 
 
-def from_rnn_layout(state):
+def from_rnn_layout(state: RNNState) -> RNNState:
     """PyTorch's ``(L, B, H)`` back to batch-first ``(B, L, H)``."""
     return map_pair(lambda s: s.transpose(0, 1), state)
 
 
-def check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout) -> None:
+def check_config(
+    cell: str,
+    hidden_size: int,
+    vocab_size: int | None,
+    input_size: int | None,
+    num_layers: int,
+    dropout: float,
+) -> None:
     """Raise a one-line error for an impossible network configuration."""
     if cell not in CELLS:
         raise TBPTTError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
@@ -146,19 +160,19 @@ def check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout)
 class Elman(RecurrentNetwork):
     """Elman network (tanh RNN): ``h_i = tanh(W_ih x_i + b_ih + W_hh h_{i-1} + b_hh)``."""
 
-    def __init__(self, hidden_size: int, **kwargs) -> None:
+    def __init__(self, hidden_size: int, **kwargs: Any) -> None:
         super().__init__("elman", hidden_size, **kwargs)
 
 
 class LSTM(RecurrentNetwork):
     """LSTM network (Hochreiter & Schmidhuber 1997, with forget gates); state ``(h, c)``."""
 
-    def __init__(self, hidden_size: int, **kwargs) -> None:
+    def __init__(self, hidden_size: int, **kwargs: Any) -> None:
         super().__init__("lstm", hidden_size, **kwargs)
 
 
 class GRU(RecurrentNetwork):
     """GRU network (Cho et al. 2014)."""
 
-    def __init__(self, hidden_size: int, **kwargs) -> None:
+    def __init__(self, hidden_size: int, **kwargs: Any) -> None:
         super().__init__("gru", hidden_size, **kwargs)
