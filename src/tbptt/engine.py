@@ -116,7 +116,7 @@ class Runner:
         self.k1, self.k2 = check_truncation(k1, k2)
         self.overlap = 0 if self.k1 is None or self.k2 is None else self.k2 - self.k1
         self.state = states.detach(state)
-        self.history: tuple[Tensor, Tensor] | None = None
+        self.history: tuple[Tensor, Tensor | None] | None = None
         """The last ``k2 - k1`` steps' inputs and resets, run again by the next chunk."""
 
     def reset(self, state: State = None) -> None:
@@ -142,21 +142,22 @@ class Runner:
         states.check_batch_size(self.state, inputs.shape[1])
         history = 0
         if self.history is not None:
-            history = self.history[0].shape[0]
-            inputs = torch.cat([self.history[0], inputs])
-            resets = torch.cat([self.history[1], resets])
-        windows = spans(inputs.shape[0], self.k1, self.k2, history=history)
-        for span in windows:
+            past_inputs, past_resets = self.history
+            history = past_inputs.shape[0]
+            resets = join_resets(past_resets, resets, past_inputs, inputs)
+            inputs = torch.cat([past_inputs, inputs])
+        for span in spans(inputs.shape[0], self.k1, self.k2, history=history):
             yield self._window(span, inputs, targets, resets, mask, history)
         keep = max(inputs.shape[0] - self.overlap, 0)
-        self.history = (inputs[keep:], resets[keep:]) if self.overlap else None
+        past = None if resets is None else resets[keep:]
+        self.history = (inputs[keep:], past) if self.overlap else None
 
     def _window(
         self,
         span: Span,
         inputs: Tensor,
         targets: Tensor,
-        resets: Tensor,
+        resets: Tensor | None,
         mask: Tensor | None,
         history: int,
     ) -> Window:
@@ -169,11 +170,13 @@ class Runner:
         outputs, state = [], self.state
         for start, end in ((span.start, next_start), (next_start, span.end)):
             if start < end:
-                piece, state = unroll(self.model, inputs[start:end], state, resets[start:end])
+                piece_resets = None if resets is None else resets[start:end]
+                piece, state = unroll(self.model, inputs[start:end], state, piece_resets)
                 outputs.append(piece)
             if end == next_start:
                 self.state = states.detach(state)
-        loss_outputs = torch.cat(outputs)[span.loss_start - span.start :]
+        ran = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        loss_outputs = ran[span.loss_start - span.start :]
         loss_steps = slice(span.loss_start - history, span.end - history)
         losses = self.loss_fn(loss_outputs, targets[loss_steps])
         window_mask = None if mask is None else mask[loss_steps]
@@ -182,11 +185,26 @@ class Runner:
         return Window(loss, count, loss_outputs, loss_steps.start, loss_steps.stop)
 
 
+def join_resets(
+    past: Tensor | None, resets: Tensor | None, past_inputs: Tensor, inputs: Tensor
+) -> Tensor | None:
+    """The resets of the history steps followed by the chunk's (``None``: no resets)."""
+    if past is None and resets is None:
+        return None
+
+    def flags(given: Tensor | None, like: Tensor) -> Tensor:
+        if given is not None:
+            return given
+        return torch.zeros(like.shape[:2], dtype=torch.bool, device=like.device)
+
+    return torch.cat([flags(past, past_inputs), flags(resets, inputs)])
+
+
 def check_chunk(
     inputs: Tensor, targets: Tensor, resets: Tensor | None, mask: Tensor | None
-) -> tuple[Tensor, Tensor | None]:
-    """Validate a chunk's shapes; returns ``resets`` (all false if omitted) and ``mask``
-    as bool tensors on the inputs' device."""
+) -> tuple[Tensor | None, Tensor | None]:
+    """Validate a chunk's shapes; returns ``resets`` and ``mask`` as bool tensors on
+    the inputs' device (``None`` where not given)."""
     if inputs.dim() < 2 or inputs.shape[0] == 0:
         raise TBPTTError(
             f"inputs must be time-major (T, B, ...) with T >= 1, got shape {tuple(inputs.shape)}"
@@ -202,10 +220,11 @@ def check_chunk(
             raise TBPTTError(
                 f"{name} must have shape (T, B) = {steps} like the inputs, got {tuple(flags.shape)}"
             )
-    if resets is None:
-        resets = torch.zeros(steps, dtype=torch.bool, device=inputs.device)
-    mask = None if mask is None else mask.to(device=inputs.device, dtype=torch.bool)
-    return resets.to(device=inputs.device, dtype=torch.bool), mask
+
+    def as_flags(flags: Tensor | None) -> Tensor | None:
+        return None if flags is None else flags.to(device=inputs.device, dtype=torch.bool)
+
+    return as_flags(resets), as_flags(mask)
 
 
 def check_losses(losses: Tensor, targets: Tensor) -> None:

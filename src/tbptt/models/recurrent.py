@@ -101,12 +101,14 @@ class RecurrentNetwork(nn.Module):
         features = inputs if self.embedding is None else self.embedding(inputs)
         features = self.dropout(features)
         steps, batch = features.shape[:2]
-        initial = self.initial_state(batch, features.device, features.dtype)
-        hidden = to_rnn_layout(initial if state is None else state)
+        if state is None:
+            state = self.initial_state(batch, features.device, features.dtype)
+        hidden = to_rnn_layout(state)
         if resets is None or not bool(resets.any()):  # a CPU-GPU sync point
             outputs, final = self.rnn(features, hidden)
         else:
             segments = Segments.from_resets(resets)
+            initial = self.initial_state(batch, features.device, features.dtype)
             starts = map_pair(segments.start_state, hidden, to_rnn_layout(initial))
             packed, final = self.rnn(segments.pack(features), starts)
             outputs = segments.unpack(packed, steps)
