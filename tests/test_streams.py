@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import tbptt
 from tbptt import TBPTTError
-from tbptt.streams import Streams, pack_sequences, pad_sequences
+from tbptt.data.streams import Streams, pack_sequences, pad_sequences
 
 
 def stream_columns(streams, epoch=0):
@@ -58,7 +58,7 @@ def test_batches_are_steps_long_and_the_last_may_be_shorter():
 
 
 def test_left_out_steps_are_reported(caplog):
-    with caplog.at_level(logging.INFO, logger="tbptt.streams"):
+    with caplog.at_level(logging.INFO, logger="tbptt.data.streams"):
         streams = Streams(np.arange(10), np.arange(10), 3, 2)
     assert streams.left_out() == 1
     assert "1 steps left out" in caplog.text

@@ -2,12 +2,13 @@
 
 The public API: ``gradients`` (every window's gradient at fixed parameters),
 ``Runner`` (stateful TBPTT for training), the built-in ``models``, per-element
-``losses`` and ``reference`` (NumPy BPTT for Elman networks).
+``losses``, ``data`` (streams, text, series, tasks) and ``reference`` (NumPy BPTT
+for Elman networks).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from tbptt import losses, models
+from tbptt import data, losses, models
 from tbptt.engine import Runner, Window, gradients, unroll
 from tbptt.errors import TBPTTError
 from tbptt.state import detach
@@ -22,6 +23,7 @@ __all__ = [
     "TBPTTError",
     "Window",
     "__version__",
+    "data",
     "detach",
     "gradients",
     "losses",

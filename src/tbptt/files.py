@@ -1,0 +1,90 @@
+"""Files that never lose work: one-line errors that name the place, atomic writes."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+from tbptt.errors import TBPTTError
+
+UTF8_FIX = "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 in.txt > out.txt)"
+
+
+def file_error(path: str | os.PathLike[str], where: str, problem: str, fix: str) -> TBPTTError:
+    """The one-line error for bad input in a file: ``path: where: problem; fix``.
+
+    ``where`` is the place in the file ("line 3, column 'price'"), or empty.
+    """
+    place = f"{os.fspath(path)}: {where}: " if where else f"{os.fspath(path)}: "
+    return TBPTTError(" ".join(f"{place}{problem}; {fix}".splitlines()))
+
+
+def check_file(path: str | os.PathLike[str], kind: str = "file") -> Path:
+    """``path`` as a ``Path`` if it names an existing, non-empty file; else an error."""
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, "", f"no such {kind}", "check the path")
+    if path.is_dir():
+        raise file_error(path, "", "is a folder, not a file", f"give the path of a {kind}")
+    if path.stat().st_size == 0:
+        raise file_error(path, "", f"the {kind} is empty", "give a file that holds data")
+    return path
+
+
+def decode_error(path: Path) -> TBPTTError:
+    """The error for a file that is not UTF-8, naming the first bad byte's place.
+
+    Streams the file once (constant memory) to find the byte offset, then its line
+    and byte column (both 1-based).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset, bad = 0, None
+    with open(path, "rb") as file:
+        while bad is None and (chunk := file.read(1 << 20)):
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                bad = offset - pending + error.start
+            offset += len(chunk)
+        if bad is None:
+            bad = offset - len(decoder.getstate()[0])
+    line, line_start, seen = 1, 0, 0
+    with open(path, "rb") as file:
+        while seen < bad and (chunk := file.read(min(1 << 20, bad - seen))):
+            line += chunk.count(b"\n")
+            if (last := chunk.rfind(b"\n")) >= 0:
+                line_start = seen + last + 1
+            seen += len(chunk)
+    where = f"line {line}, byte {bad - line_start + 1} (offset {bad})"
+    return file_error(path, where, "the file is not valid UTF-8", UTF8_FIX)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Writes go to a temporary file in the same folder, renamed over ``path`` with
+    ``os.replace`` only when the ``with`` block ends without an exception; on an
+    exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise file_error(path, "", "its folder does not exist", "create the folder first")
+    if path.is_dir():
+        raise file_error(path, "", "is a folder", "give a file name to write to")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
