@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 import tbptt
 from tbptt import TBPTTError
 from tbptt.data.streams import Streams, pack_sequences, pad_sequences
+from tbptt.data.tokens import open_tokens
 
 
 def stream_columns(streams, epoch=0):
@@ -168,6 +171,43 @@ def test_memory_mapped_tokens_stream_as_int64(tmp_path):
     batch = next(iter(Streams.language_model(tokens, 4, 8)))
     assert batch.inputs.dtype == torch.int64
     assert batch.inputs[:, 1].tolist() == list(range(249, 257))
+
+
+@pytest.mark.parametrize("remainder", ["drop", "pad"])
+def test_a_memory_map_streams_the_same_batches_as_an_array_in_memory(tmp_path, remainder):
+    path = tmp_path / "tokens.bin"
+    np.arange(2000, dtype=np.uint16)[::-1].tofile(path)
+    mapped = np.memmap(path, dtype=np.uint16, mode="r")
+    in_memory = np.array(mapped)
+    for epoch in range(3):
+        got = Streams.language_model(mapped, 7, 33, remainder=remainder, random_offset=True)
+        want = Streams.language_model(in_memory, 7, 33, remainder=remainder, random_offset=True)
+        for a, b in zip(got.batches(epoch), want.batches(epoch), strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a.fields(), b.fields(), strict=True))
+
+
+def resident_bytes_of(path):
+    """Bytes of the file at ``path`` mapped into this process (Rss in /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+            inside = line.endswith(str(path))
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_streaming_a_memory_map_keeps_none_of_it_resident(tmp_path):
+    path = tmp_path / "tokens.bin"
+    np.arange(1 << 22, dtype=np.uint16).tofile(path)  # 8 MiB
+    tokens = open_tokens(path)
+    served = sum(int(b.mask.sum()) for b in Streams.language_model(tokens, 4, 4096))
+    assert served == (1 << 22) - 4  # every pair was read
+    assert resident_bytes_of(path) == 0
+    assert int(tokens[-1]) == 65535  # indexing the map itself does map its pages
+    assert resident_bytes_of(path) > 0
 
 
 def test_streams_feed_the_runner_and_a_data_loader():

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tbptt.data.tokens import file_location, read_runs
 from tbptt.errors import TBPTTError
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class Streams(torch.utils.data.IterableDataset):
     """N aligned pairs laid out as ``batch_size`` streams, served ``steps`` at a time.
 
     Chunks are gathered from the arrays on demand, so a memory-mapped corpus larger
-    than RAM streams in constant memory.
+    than RAM streams in constant memory (a memory map's steps are read with
+    ``os.pread``, which keeps them out of the process's resident set).
 
     Args:
         inputs: ``(N, ...)`` inputs (token ids or features).
@@ -168,7 +170,9 @@ class Streams(torch.utils.data.IterableDataset):
         shape = positions.shape
 
         def take(array: ArrayLike) -> Tensor:
-            rows = as_tensor(array[flat] if not isinstance(array, Tensor) else array[flat])
+            if file_location(array) is not None:  # each stream's steps are one run
+                return as_tensor(read_runs(array, positions[0], shape[0]).T)
+            rows = as_tensor(array[flat])
             return rows.reshape(shape + tuple(rows.shape[1:]))
 
         resets = (

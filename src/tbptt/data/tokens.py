@@ -194,3 +194,45 @@ def open_npy(path: Path, dtype: str | np.dtype | None) -> np.memmap:
         problem = f"holds {ids.dtype} ids but dtype={dtype!r} was given"
         raise file_error(path, "", problem, "leave dtype out for .npy files")
     return ids
+
+
+def file_location(array: object) -> tuple[str, int] | None:
+    """Where a 1-D ``np.memmap`` (or a contiguous view of one, like ``tokens[1:]``)
+    starts: ``(file name, byte offset of its first element)``; else ``None``."""
+    if not isinstance(array, np.memmap) or array.ndim != 1 or not array.flags.c_contiguous:
+        return None
+    root: np.ndarray = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if not isinstance(root, np.memmap) or root.filename is None:
+        return None
+    address = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return root.filename, root.offset + address
+
+
+def read_runs(array: np.memmap, starts: np.ndarray, length: int) -> np.ndarray:
+    """``array[s : s + length]`` for each start ``s``: ``(len(starts), length)``.
+
+    Reads the file with ``os.pread`` instead of through the map: pages read through
+    a map stay in this process's resident set, so streaming a corpus through it would
+    grow the process to the corpus's size; these reads leave only the page cache
+    (which the kernel frees at will). Positions past the end repeat the last element,
+    as clamped indexing would.
+    """
+    location = file_location(array)
+    if location is None:
+        raise TypeError("read_runs needs a 1-D contiguous np.memmap")
+    filename, offset = location
+    runs = np.empty((len(starts), length), dtype=array.dtype)
+    size, item = len(array), array.itemsize
+    descriptor = os.open(filename, os.O_RDONLY)
+    try:
+        for row, start in enumerate(starts.tolist()):
+            first = min(start, size - 1)
+            count = max(min(length, size - first), 1)
+            data = os.pread(descriptor, count * item, offset + first * item)
+            runs[row, :count] = np.frombuffer(data, dtype=array.dtype)
+            runs[row, count:] = runs[row, count - 1]
+    finally:
+        os.close(descriptor)
+    return runs
