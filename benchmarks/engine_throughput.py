@@ -1,17 +1,21 @@
 """Training throughput of the tbptt Runner against the loops a user writes by hand.
 
-Five ways to train the same network on the same token streams with TBPTT(k, k)
+Six ways to train the same network on the same token streams with TBPTT(k, k)
 (windows of k steps, the state carried across windows, detached), each doing
 forward + backward + optimizer step per window:
 
     plain        nn.Embedding -> nn.LSTM -> nn.Linear called directly with the
                  (num_layers, B, H) state, F.cross_entropy, detach between windows
     tbptt        tbptt.Runner on the built-in model, the same chunks, no resets
-    packed       tbptt.Runner with resets: the built-in model applies them in one
-                 fused call on a PackedSequence (tbptt.models.segments)
-    split        tbptt.Runner with resets on the same model behind a forward(x, state)
-                 that takes no resets: the engine splits the window at every step
-                 where some stream resets (tbptt.engine.unroll)
+    resets       tbptt.Runner with resets on the built-in model as it comes
+                 (reset_strategy="auto": "split" on the CPU, "packed" on CUDA)
+    split        the built-in model with reset_strategy="split": one fused call of the
+                 recurrent layers between steps where some stream resets
+    packed       the built-in model with reset_strategy="packed": every stream's
+                 segments as sequences of one PackedSequence (tbptt.models.segments)
+    engine-split the model behind a forward(x, state) that takes no resets: the
+                 engine splits the window, embedding and head included, at every step
+                 where some stream resets (tbptt.engine.unroll), as for a user model
     per-step     resets by hand: a Python loop over steps with one nn.LSTMCell (GRUCell,
                  RNNCell) per layer sharing the fused RNN's weights, the state
                  multiplied by (1 - reset) before each step (cells, because stepping
@@ -57,16 +61,17 @@ NETWORKS = {"elman": tbptt.models.Elman, "lstm": tbptt.models.LSTM, "gru": tbptt
 
 RATIOS = {  # name: (numerator, denominator), throughput over throughput
     "tbptt/plain": ("tbptt", "plain"),
-    "packed/per-step": ("packed", "per-step"),
-    "packed/plain": ("packed", "plain"),
-    "packed/split": ("packed", "split"),
-    "plain/per-step": ("plain", "per-step"),  # the ceiling of packed/per-step: no resets
+    "resets/per-step": ("resets", "per-step"),
+    "resets/plain": ("resets", "plain"),
+    "split/packed": ("split", "packed"),
+    "split/engine-split": ("split", "engine-split"),
+    "plain/per-step": ("plain", "per-step"),  # the ceiling of resets/per-step: no resets
 }
 
 TARGETS = {
     "tbptt/plain": 0.98,  # the Runner costs at most 2% over the plain loop
-    "packed/per-step": 3.0,  # fused resets at least 3x the per-step masked loop
-    "packed/plain": 1 / 1.5,  # resets cost at most 1.5x the plain loop's time
+    "resets/per-step": 3.0,  # fused resets at least 3x the per-step masked loop
+    "resets/plain": 1 / 1.5,  # resets cost at most 1.5x the plain loop's time
 }
 
 
@@ -266,19 +271,27 @@ def make_chunks(config: Config, count: int, device: torch.device, seed: int) -> 
 
 
 def make_loops(config: Config, chunks: list, args, device: torch.device) -> dict[str, Loop]:
-    """The five variants, each on its own copy of one freshly initialised network."""
+    """The variants, each on its own copy of one freshly initialised network."""
     torch.manual_seed(args.seed)
     network = NETWORKS[config.cell](
         config.hidden_size, vocab_size=config.vocab_size, num_layers=config.num_layers
     ).to(device)
     fit = (args.optimizer, args.lr)
+    def runner(model: nn.Module, resets: bool) -> RunnerLoop:
+        return RunnerLoop(model, chunks, *fit, k=config.k, resets=resets)
+
+    def with_strategy(strategy: str) -> nn.Module:
+        model = copy.deepcopy(network)
+        model.reset_strategy = strategy
+        return model
+
     return {
         "plain": PlainLoop(copy.deepcopy(network), chunks, *fit),
-        "tbptt": RunnerLoop(copy.deepcopy(network), chunks, *fit, k=config.k, resets=False),
-        "packed": RunnerLoop(copy.deepcopy(network), chunks, *fit, k=config.k, resets=True),
-        "split": RunnerLoop(
-            WithoutResets(copy.deepcopy(network)), chunks, *fit, k=config.k, resets=True
-        ),
+        "tbptt": runner(copy.deepcopy(network), resets=False),
+        "resets": runner(copy.deepcopy(network), resets=True),
+        "split": runner(with_strategy("split"), resets=True),
+        "packed": runner(with_strategy("packed"), resets=True),
+        "engine-split": runner(WithoutResets(copy.deepcopy(network)), resets=True),
         "per-step": PerStepLoop(copy.deepcopy(network), chunks, *fit),
     }
 
@@ -302,9 +315,10 @@ def gradients(loop: Loop) -> list[Tensor]:
 def check_same_first_window(loops: dict[str, Loop], config: Config) -> dict[str, float]:
     """Train every loop on the first chunk (from the same weights) and assert that the
     variants compute the same loss and gradients: plain = tbptt without resets,
-    packed = split = per-step with resets."""
+    resets = split = packed = engine-split = per-step with resets."""
     losses = {name: loop.window() for name, loop in loops.items()}
-    for reference, others in (("plain", ["tbptt"]), ("packed", ["split", "per-step"])):
+    same = {"plain": ["tbptt"], "resets": ["split", "packed", "engine-split", "per-step"]}
+    for reference, others in same.items():
         for other in others:
             torch.testing.assert_close(
                 losses[other], losses[reference], rtol=1e-5, atol=1e-6,
@@ -320,7 +334,7 @@ def check_same_first_window(loops: dict[str, Loop], config: Config) -> dict[str,
 
 
 def run_config(config: Config, args, device: torch.device) -> dict:
-    """Check, warm up and time the five variants on one configuration."""
+    """Check, warm up and time the variants on one configuration."""
     chunks = make_chunks(config, args.windows, device, args.seed)
     loops = make_loops(config, chunks, args, device)
     first_losses = check_same_first_window(loops, config)

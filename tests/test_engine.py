@@ -26,8 +26,14 @@ def make_model(kind: str, seed: int = 0) -> torch.nn.Module:
     elif kind == "learned_start":
         model = LearnedStartLSTM(INPUT, HIDDEN, OUTPUT)
     else:
+        cell, _, strategy = kind.partition("-")
         model = models.RecurrentNetwork(
-            kind, HIDDEN, input_size=INPUT, output_size=OUTPUT, num_layers=2
+            cell,
+            HIDDEN,
+            input_size=INPUT,
+            output_size=OUTPUT,
+            num_layers=2,
+            reset_strategy=strategy or "auto",
         )
     return model.double()
 
@@ -49,7 +55,7 @@ def assert_gradients_equal(actual, expected):
             torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-11, msg=name)
 
 
-KINDS = ["elman", "lstm", "gru", "dict", "learned_start"]
+KINDS = ["elman", "lstm", "gru", "lstm-packed", "gru-packed", "dict", "learned_start"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

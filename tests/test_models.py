@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from tbptt import TBPTTError, models, unroll
+from tbptt.models import recurrent
+from tbptt.state import leaves
 
 CELLS = ["elman", "lstm", "gru"]
 
@@ -44,15 +46,23 @@ def test_feeding_the_state_back_continues_the_sequence(cell):
     torch.testing.assert_close(torch.cat([first, second]), whole)
 
 
+@pytest.mark.parametrize(
+    ("strategy", "chunk_steps"), [("packed", 2), ("packed", 16), ("split", 16)]
+)
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize(
     "pattern",
     ["none", "step_zero", "every_step", "one_stream", "random", "last_step"],
 )
-def test_packed_resets_equal_splitting_at_resets(cell, pattern):
+def test_resets_inside_the_model_equal_the_engine_splitting_the_window(
+    cell, pattern, strategy, chunk_steps, monkeypatch
+):
+    monkeypatch.setattr(recurrent, "CPU_CHUNK_STEPS", chunk_steps)
     torch.manual_seed(1)
-    steps, batch = 7, 4
-    model = models.RecurrentNetwork(cell, 5, input_size=3, output_size=2, num_layers=2).double()
+    steps, batch = 9, 4
+    model = models.RecurrentNetwork(
+        cell, 5, input_size=3, output_size=2, num_layers=2, reset_strategy=strategy
+    ).double()
     inputs = torch.randn(steps, batch, 3, dtype=torch.float64)
     resets = torch.zeros(steps, batch, dtype=torch.bool)
     if pattern == "step_zero":
@@ -71,6 +81,12 @@ def test_packed_resets_equal_splitting_at_resets(cell, pattern):
     split, split_state = unroll(NoNativeResets(model), inputs, state, resets)
     torch.testing.assert_close(packed, split, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(packed_state, split_state, rtol=1e-12, atol=1e-12)
+    gradients = []
+    for outputs, final in ((packed, packed_state), (split, split_state)):
+        loss = outputs.square().sum() + sum(s.square().sum() for s in leaves(final))
+        gradients.append(torch.autograd.grad(loss, list(model.parameters())))
+    for got, want in zip(*gradients, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_a_reset_stream_matches_a_fresh_run_of_its_new_sequence():
@@ -124,6 +140,7 @@ def test_one_training_step_changes_every_parameter():
         ({"cell": "lstm", "hidden_size": 0, "vocab_size": 3}, "hidden_size must be >= 1"),
         ({"cell": "gru", "hidden_size": 4, "input_size": 2}, "output_size is required"),
         ({"cell": "gru", "hidden_size": 4, "vocab_size": 3, "dropout": 1.0}, "dropout"),
+        ({"cell": "gru", "hidden_size": 4, "vocab_size": 3, "reset_strategy": "x"}, "reset_str"),
     ],
 )
 def test_impossible_networks_are_refused(kwargs, message):

@@ -176,7 +176,8 @@ class Runner:
             if end == next_start:
                 self.state = states.detach(state)
         ran = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        loss_outputs = ran[span.loss_start - span.start :]
+        history_steps = span.loss_start - span.start  # a slice, even [0:], costs a backward
+        loss_outputs = ran[history_steps:] if history_steps else ran
         loss_steps = slice(span.loss_start - history, span.end - history)
         losses = self.loss_fn(loss_outputs, targets[loss_steps])
         window_mask = None if mask is None else mask[loss_steps]

@@ -15,12 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from tbptt.errors import TBPTTError
-from tbptt.models.segments import Segments
+from tbptt.models.segments import RNNState, Segments
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
-RNNState = Tensor | tuple[Tensor, Tensor]
-"""One tensor, or the LSTM's pair ``(h, c)``."""
+RESET_STRATEGIES = ("auto", "split", "packed")
+
+CPU_CHUNK_STEPS = 16
+"""Steps per call of a packed RNN on the CPU (see ``Segments.run``)."""
 
 
 class RecurrentNetwork(nn.Module):
@@ -39,6 +41,12 @@ class RecurrentNetwork(nn.Module):
         dropout: dropout on the embedding, between layers and before the head.
         tie_weights: share the embedding matrix with the head (Press & Wolf 2017);
             needs ``embedding_size == hidden_size``.
+        reset_strategy: how resets inside a window run, all exact:
+            ``"split"``: one fused call between consecutive steps where some stream
+            resets (fastest on CPU, where the fused kernel beats the packed one);
+            ``"packed"``: every stream's segments as separate sequences in one call on a
+            ``PackedSequence`` (cuDNN runs these natively); ``"auto"`` (default):
+            packed on CUDA, split otherwise. ``benchmarks/README.md`` has the figures.
     """
 
     def __init__(
@@ -53,8 +61,15 @@ class RecurrentNetwork(nn.Module):
         embedding_size: int | None = None,
         dropout: float = 0.0,
         tie_weights: bool = False,
+        reset_strategy: str = "auto",
     ) -> None:
         super().__init__()
+        if reset_strategy not in RESET_STRATEGIES:
+            raise TBPTTError(
+                f"unknown reset_strategy {reset_strategy!r}: choose one of "
+                f"{', '.join(RESET_STRATEGIES)}"
+            )
+        self.reset_strategy = reset_strategy
         check_config(cell, hidden_size, vocab_size, input_size, num_layers, dropout)
         output_size = vocab_size if output_size is None else output_size
         if output_size is None:
@@ -107,13 +122,43 @@ class RecurrentNetwork(nn.Module):
         if resets is None or not bool(resets.any()):  # a CPU-GPU sync point
             outputs, final = self.rnn(features, hidden)
         else:
-            segments = Segments.from_resets(resets)
-            initial = self.initial_state(batch, features.device, features.dtype)
-            starts = map_pair(segments.start_state, hidden, to_rnn_layout(initial))
-            packed, final = self.rnn(segments.pack(features), starts)
-            outputs = segments.unpack(packed, steps)
-            final = map_pair(segments.end_state, final)
+            initial = to_rnn_layout(self.initial_state(batch, features.device, features.dtype))
+            outputs, final = self.run_with_resets(features, hidden, initial, resets)
         return self.head(self.dropout(outputs)), from_rnn_layout(final)
+
+    def run_with_resets(
+        self, features: Tensor, hidden: RNNState, initial: RNNState, resets: Tensor
+    ) -> tuple[Tensor, RNNState]:
+        """The recurrent layers over ``features: (T, B, F)`` with resets, states in
+        PyTorch's ``(L, B, H)`` layout, by ``reset_strategy`` (see the class)."""
+        strategy = self.reset_strategy
+        if strategy == "auto":
+            strategy = "packed" if features.is_cuda else "split"
+        if strategy == "split":
+            return run_split(self.rnn, features, hidden, initial, resets)
+        segments = Segments.from_resets(resets)
+        starts = map_pair(segments.start_state, hidden, initial)
+        chunk_steps = None if features.is_cuda else CPU_CHUNK_STEPS
+        outputs, final = segments.run(self.rnn, features, starts, chunk_steps)
+        return outputs, map_pair(segments.end_state, final)
+
+
+def run_split(
+    rnn: nn.RNNBase, features: Tensor, hidden: RNNState, initial: RNNState, resets: Tensor
+) -> tuple[Tensor, RNNState]:
+    """One fused call between consecutive steps where some stream resets; at those
+    steps the resetting streams' states are replaced by ``initial`` (``torch.where``
+    passes no gradient back across the reset)."""
+    reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
+    bounds = sorted({0, *reset_steps, features.shape[0]})
+    outputs = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        if start in reset_steps:
+            flags = resets[start].view(1, -1, 1)
+            hidden = map_pair(lambda i, h, f=flags: torch.where(f, i, h), initial, hidden)
+        piece, hidden = rnn(features[start:end], hidden)
+        outputs.append(piece)
+    return torch.cat(outputs), hidden
 
 
 def map_pair(fn: Callable[..., Tensor], *states: RNNState) -> RNNState:

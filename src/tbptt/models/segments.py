@@ -18,8 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+
+RNNState = Tensor | tuple[Tensor, Tensor]
+"""One tensor, or the LSTM's pair ``(h, c)``."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,45 @@ class Segments:
             last.to(device),
         )
 
+    def run(
+        self, rnn: nn.RNNBase, inputs: Tensor, hidden: RNNState, chunk_steps: int | None
+    ) -> tuple[Tensor, RNNState]:
+        """Run every segment of ``inputs: (T, B, F)`` through ``rnn`` from ``hidden``,
+        ``(L, N, H)`` per segment (a pair for LSTMs); returns the outputs on the
+        ``(T, B, H)`` grid and each segment's final state.
+
+        The calls cover at most ``chunk_steps`` steps each, with the same outputs,
+        states and gradients as one call: PyTorch's CPU kernel for packed sequences
+        slices its input once per step, and each slice's backward writes a gradient
+        the size of the whole input, quadratic in the steps of a call; chunks keep
+        that linear. cuDNN has no such cost (``chunk_steps=None``: one call).
+        """
+        packed = self.pack(inputs)
+        sizes = packed.batch_sizes
+        if chunk_steps is None or len(sizes) <= chunk_steps:
+            out, final = rnn(packed, hidden)
+            return self.unpack(out.data, inputs.shape[0]), final
+        parts = list(hidden) if isinstance(hidden, tuple) else [hidden]
+        lanes = [part[:, self.sorted_indices] for part in parts]  # longest segment first
+        offsets = [0, *sizes.cumsum(0).tolist()]
+        outputs = []
+        for first in range(0, len(sizes), chunk_steps):
+            last = min(first + chunk_steps, len(sizes))
+            active = int(sizes[first])  # the segments still running: a prefix of the lanes
+            piece = PackedSequence(packed.data[offsets[first] : offsets[last]], sizes[first:last])
+            entering = [lane[:, :active].contiguous() for lane in lanes]
+            out, leaving = rnn(piece, tuple(entering) if len(parts) == 2 else entering[0])
+            leaving = list(leaving) if isinstance(leaving, tuple) else [leaving]
+            lanes = [
+                torch.cat([new, lane[:, active:]], 1)
+                for new, lane in zip(leaving, lanes, strict=True)
+            ]
+            outputs.append(out.data)
+        final = [lane[:, self.unsorted_indices] for lane in lanes]
+        return self.unpack(torch.cat(outputs), inputs.shape[0]), (
+            (final[0], final[1]) if len(final) == 2 else final[0]
+        )
+
     def pack(self, inputs: Tensor) -> PackedSequence:
         """``inputs: (T, B, F)`` as the packed sequence of all segments."""
         flat = inputs.transpose(0, 1).reshape(-1, inputs.shape[-1])
@@ -82,9 +124,9 @@ class Segments:
             flat[self.gather], self.batch_sizes, self.sorted_indices, self.unsorted_indices
         )
 
-    def unpack(self, packed: PackedSequence, steps: int) -> Tensor:
-        """The packed outputs back on the ``(T, B, H)`` grid."""
-        flat = packed.data[self.packed_of_step]
+    def unpack(self, data: Tensor, steps: int) -> Tensor:
+        """Packed outputs ``data: (T * B, H)`` back on the ``(T, B, H)`` grid."""
+        flat = data[self.packed_of_step]
         return flat.view(-1, steps, flat.shape[-1]).transpose(0, 1)
 
     def start_state(self, carried: Tensor, initial: Tensor) -> Tensor:
