@@ -31,6 +31,10 @@ def test_each_stream_is_a_contiguous_piece_of_the_sequence(n, batch, steps):
         with pytest.raises(TBPTTError, match="larger than the data"):
             Streams.language_model(tokens, batch, steps)
         return
+    if (n - 1) // batch < steps:
+        with pytest.raises(TBPTTError, match="shorter than one window"):
+            Streams.language_model(tokens, batch, steps)
+        return
     streams = Streams.language_model(tokens, batch, steps)
     inputs, targets, resets, mask = stream_columns(streams)
     length = (n - 1) // batch
@@ -45,7 +49,7 @@ def test_each_stream_is_a_contiguous_piece_of_the_sequence(n, batch, steps):
 
 @given(n=st.integers(2, 200), batch=st.integers(1, 9), steps=st.integers(1, 12))
 def test_padding_keeps_every_pair_exactly_once_and_masks_the_rest(n, batch, steps):
-    if n - 1 < batch:
+    if n - 1 < batch or -(-(n - 1) // batch) < steps:
         return
     streams = Streams.language_model(np.arange(n), batch, steps, remainder="pad")
     inputs, targets, _, mask = stream_columns(streams)
@@ -231,6 +235,7 @@ def test_streams_feed_the_runner_and_a_data_loader():
     [
         (lambda: Streams(np.arange(5), np.arange(5), 6, 2), "batch_size 6 is larger"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 0), "steps must be an integer >= 1"),
+        (lambda: Streams(np.arange(9), np.arange(9), 2, 5), "4 steps, shorter than one window"),
         (lambda: Streams(np.arange(5), np.arange(4), 2, 2), "must be aligned"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 2, remainder="x"), "remainder must"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 2, starts=np.ones(3)), "starts has 3"),

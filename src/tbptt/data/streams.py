@@ -83,6 +83,8 @@ class Streams(torch.utils.data.IterableDataset):
             next; by default every epoch starts every stream afresh (a reset at step 0).
         seed: seeds the offsets (the offset of an epoch depends only on seed and epoch,
             so a resumed run draws the same ones).
+        allow_short: accept streams shorter than one batch of ``steps`` (refused by
+            default: such data is usually a mistake, e.g. the wrong file).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Streams(torch.utils.data.IterableDataset):
         random_offset: bool = False,
         carry_state: bool = False,
         seed: int = 0,
+        allow_short: bool = False,
     ) -> None:
         super().__init__()
         check_positive(batch_size=batch_size, steps=steps)
@@ -119,6 +122,12 @@ class Streams(torch.utils.data.IterableDataset):
         self.batch_size, self.steps, self.remainder = batch_size, steps, remainder
         self.random_offset, self.carry_state, self.seed = random_offset, carry_state, seed
         self.epoch = 0
+        if not allow_short and self.stream_length(0) < steps:
+            raise TBPTTError(
+                f"{len(inputs)} steps make {batch_size} streams of {self.stream_length(0)} "
+                f"steps, shorter than one window of {steps}: give more data, or lower "
+                f"batch_size or steps"
+            )
         if self.left_out(0):
             logger.info("%d steps left out of the stream layout", self.left_out(0))
 
@@ -324,6 +333,7 @@ def assemble(
         steps,
         starts=flat["starts"],
         valid=flat["valid"],
+        allow_short=True,
     )
 
 
