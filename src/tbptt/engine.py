@@ -42,7 +42,7 @@ def unroll(
         return model(inputs, state)
     if accepts_resets(model):
         return model(inputs, state, resets=resets)
-    reset_steps = resets.any(dim=1).nonzero().flatten().tolist()
+    reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
     bounds = sorted({0, *reset_steps, inputs.shape[0]})
     outputs = []
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
