@@ -1,0 +1,51 @@
+"""Checkpoints that never lose work: written atomically, loaded without running code.
+
+A checkpoint is a dict of tensors and plain values saved with ``torch.save`` into a
+temporary file that is fsynced and renamed over the target (``tbptt.files``), so a
+crash at any moment leaves the previous checkpoint whole. Loading uses
+``weights_only=True``: a file that holds pickled Python objects, which could run code,
+is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from typing import Any
+
+import torch
+
+from tbptt.files import atomic_write, check_file, file_error
+
+FORMAT = "tbptt-checkpoint"
+VERSION = 1
+
+
+def save(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` (tensors, numbers, strings, lists, tuples, dicts) to ``path``
+    atomically, tagged with the checkpoint format and version."""
+    with atomic_write(path) as file:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, file)
+
+
+def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save`; refuses code, damage and foreign files."""
+    path = check_file(path, "checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        problem = "holds Python objects that safe loading refuses (they could run code)"
+        fix = "only load checkpoints written by tbptt; never unpickle files you do not trust"
+        raise file_error(path, "", problem, fix) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        problem = "is damaged or truncated, or not a PyTorch file"
+        raise file_error(path, "", problem, "use another checkpoint, e.g. best.pt") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise file_error(
+            path, "", "is not a tbptt checkpoint", "give a file from a run's checkpoints/"
+        )
+    if payload.get("version") != VERSION:
+        problem = f"has checkpoint version {payload.get('version')!r}, this tbptt reads {VERSION}"
+        raise file_error(path, "", problem, "use the tbptt version that wrote it")
+    return payload

@@ -1,0 +1,122 @@
+"""What a run leaves behind and how it stops: metrics files, plots, signals, memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import resource
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+from tbptt.files import atomic_write
+
+Record = dict[str, Any]
+
+
+class MetricsLog:
+    """Records of a run: appended to ``metrics.jsonl`` as they come, rewritten as
+    ``metrics.csv`` and ``learning_curves.png`` at checkpoints and at the end, and
+    passed to ``callbacks`` (progress bars, printing)."""
+
+    def __init__(self, run_dir: Path | None, callbacks: Sequence[Callable[[Record], None]] = ()):
+        self.run_dir, self.callbacks = run_dir, list(callbacks)
+        self.records: list[Record] = []
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            jsonl = run_dir / "metrics.jsonl"
+            if jsonl.exists():
+                self.records = [json.loads(line) for line in jsonl.read_text().splitlines() if line]
+
+    def record(self, record: Record) -> None:
+        """Keep ``record``, append it to ``metrics.jsonl`` and pass it to the callbacks."""
+        self.records.append(record)
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as file:
+                file.write(json.dumps(record) + "\n")
+        for callback in self.callbacks:
+            callback(record)
+
+    def truncate(self, window: int) -> None:
+        """Forget records after update ``window``: a resumed run logs them again."""
+        self.records = [r for r in self.records if r["window"] <= window]
+        if self.run_dir is not None:
+            lines = "".join(json.dumps(r) + "\n" for r in self.records)
+            with atomic_write(self.run_dir / "metrics.jsonl") as file:
+                file.write(lines.encode())
+
+    def finish(self) -> None:
+        """Write ``metrics.csv`` and ``learning_curves.png``."""
+        if self.run_dir is None or not self.records:
+            return
+        columns = list(dict.fromkeys(key for record in self.records for key in record))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.records)
+        with atomic_write(self.run_dir / "metrics.csv") as file:
+            file.write(text.getvalue().encode())
+        plot_learning_curves(self.records, self.run_dir / "learning_curves.png")
+
+
+def plot_learning_curves(records: list[Record], path: Path) -> None:
+    """Training and validation loss against updates, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for kind, style in (("train", "-"), ("eval", "o-")):
+        points = [(r["window"], r["loss"]) for r in records if r["kind"] == kind]
+        if points:
+            axes.plot(*zip(*points, strict=True), style, label=kind)
+    axes.set_xlabel("updates (windows)")
+    axes.set_ylabel("loss")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_write(path) as file:
+        figure.savefig(file, format="png", dpi=100)
+    plt.close(figure)
+
+
+class StopSignals:
+    """Within ``with``, SIGINT and SIGTERM set ``requested`` instead of stopping at
+    once, so the loop can finish its batch and write a checkpoint; a second SIGINT
+    raises ``KeyboardInterrupt`` as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nstopping after this batch ({signal.Signals(number).name})", file=sys.stderr)
+
+    def __enter__(self) -> StopSignals:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[number] = signal.signal(number, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated GPU memory on CUDA, else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,354 @@
+"""Training with TBPTT: a thin ``fit`` around ``train_batch`` and ``evaluate``.
+
+The trainer owns what a run needs beyond the engine: the optimizer and schedule,
+gradient clipping, evaluation on a validation stream with the state carried (no
+truncation, so its loss does not depend on k), early stopping, metrics files,
+checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM.
+
+A run directory holds ``metrics.jsonl`` and ``metrics.csv`` (one record per log or
+evaluation), ``checkpoints/latest.pt`` and ``checkpoints/best.pt``, and
+``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tbptt import checkpoint
+from tbptt.data.streams import Batch, Streams
+from tbptt.engine import LossFn, Runner, unroll
+from tbptt.errors import TBPTTError
+from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
+from tbptt.windows import check_truncation
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("language", "regression", "classification")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Every field can be set from the command line or a TOML file."""
+
+    k1: int | None = 64
+    """Steps between parameter updates (the window stride); unset: full BPTT per batch."""
+    k2: int | None = None
+    """Steps a gradient flows back, k1 <= k2 (default k1: non-overlapping windows)."""
+    epochs: int = 1
+    """Passes over the training streams."""
+    max_windows: int | None = None
+    """Stop after this many parameter updates (default: run all epochs)."""
+    optimizer: str = "adam"
+    """adam, adamw or sgd."""
+    lr: float = 2e-3
+    """Learning rate."""
+    weight_decay: float = 0.0
+    """Weight decay of the optimizer."""
+    clip_norm: float | None = 1.0
+    """Clip the gradient's global norm to this (unset: no clipping)."""
+    schedule: str = "constant"
+    """Learning-rate schedule: constant, or cosine decay to zero over the run."""
+    eval_every: int = 0
+    """Updates between evaluations on the validation streams (0: after each epoch)."""
+    patience: int | None = None
+    """Stop after this many evaluations without a better validation loss."""
+    log_every: int = 50
+    """Updates between training log records."""
+    checkpoint_every: int = 200
+    """Updates between checkpoints (one is also written at the end and on a stop)."""
+    seed: int = 0
+    """Seeds dropout and every other random draw of training."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        check_truncation(self.k1, self.k2)
+        for name in ("epochs", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_windows", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
+        if self.eval_every < 0 or self.lr <= 0 or self.weight_decay < 0:
+            raise TBPTTError("eval_every and weight_decay must be >= 0, and lr > 0")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise TBPTTError(f"clip_norm must be > 0 or unset, got {self.clip_norm}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TBPTTError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise TBPTTError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` streams with TBPTT(k1, k2).
+
+    Args:
+        model: follows the tbptt model protocol.
+        loss_fn: per-element losses ``(T, B)``.
+        train: the training streams (batches of k1 steps fit windows best).
+        config: see :class:`TrainConfig`.
+        validation: streams evaluated every ``eval_every`` updates.
+        metrics: ``"language"`` (loss in nats, perplexity, bits per token),
+            ``"regression"`` (MSE, MAE) or ``"classification"`` (accuracy).
+        run_dir: where metrics, checkpoints and plots go (none: nothing written).
+        extra: plain data saved in every checkpoint (the resolved config, the
+            vocabulary), for whoever loads it.
+        callbacks: called with every record (a dict) as it is logged.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train: Streams,
+        config: TrainConfig,
+        *,
+        validation: Streams | None = None,
+        metrics: str = "language",
+        run_dir: str | Path | None = None,
+        extra: dict[str, Any] | None = None,
+        callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
+    ) -> None:
+        if metrics not in METRICS:
+            raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
+        torch.manual_seed(config.seed)
+        self.device = torch.device(config.device)
+        self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
+        self.train_streams, self.validation, self.metrics = train, validation, metrics
+        self.extra = extra or {}
+        self.runner = Runner(self.model, loss_fn, config.k1, config.k2)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = self._schedule()
+        self.log = MetricsLog(None if run_dir is None else Path(run_dir), callbacks)
+        self.epoch, self.batch, self.window = 0, 0, 0
+        self.best, self.stale_evals, self.skipped = math.inf, 0, 0
+        self._loss_sum, self._loss_count = 0.0, 0
+        self._started = self._last_record = time.perf_counter()
+
+    def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
+        windows_per_batch = (
+            1 if self.config.k1 is None else -(-self.train_streams.steps // self.config.k1)
+        )
+        total = (
+            self.config.max_windows
+            or self.config.epochs * len(self.train_streams) * windows_per_batch
+        )
+        if self.config.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(total, 1))
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+
+    def fit(self) -> dict[str, float]:
+        """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
+        arrives (then the current batch finishes and a checkpoint is written).
+
+        Returns the last evaluation's metrics (the last training loss without
+        validation streams), with ``interrupted`` 1.0 if a signal stopped the run.
+        """
+        result: dict[str, float] = {}
+        with StopSignals() as stop:
+            while self.epoch < self.config.epochs and not self._done():
+                for batch in self.train_streams.batches(self.epoch, start=self.batch):
+                    self.train_batch(batch)
+                    self.batch += 1
+                    result = self._after_batch() or result
+                    if stop.requested or self._done():
+                        break
+                else:
+                    self.epoch, self.batch = self.epoch + 1, 0
+                    if self.config.eval_every == 0:
+                        result = self._evaluate_and_keep_best() or result
+                if stop.requested:
+                    break
+            self.save("latest")
+        self.log.finish()
+        return {**(result or self._train_record()), "interrupted": float(stop.requested)}
+
+    def _done(self) -> bool:
+        out_of_windows = (
+            self.config.max_windows is not None and self.window >= self.config.max_windows
+        )
+        out_of_patience = (
+            self.config.patience is not None and self.stale_evals >= self.config.patience
+        )
+        return out_of_windows or out_of_patience
+
+    def train_batch(self, batch: Batch) -> None:
+        """One update per window of ``batch``; a non-finite loss or gradient skips its update."""
+        self.model.train()
+        batch = batch.to(self.device)
+        for window in self.runner.windows(
+            batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
+        ):
+            self.optimizer.zero_grad(set_to_none=True)
+            window.loss.backward()
+            norm = self._clip()
+            if not (math.isfinite(norm) and torch.isfinite(window.loss)):  # a CPU-GPU sync
+                self.skipped += 1
+                logger.warning("skipped update %d: non-finite loss or gradient", self.window)
+                continue
+            self.optimizer.step()
+            self.scheduler.step()
+            self.window += 1
+            count = int(window.count)
+            self._loss_sum += float(window.loss) * count
+            self._loss_count += count
+
+    def _clip(self) -> float:
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = math.inf if self.config.clip_norm is None else self.config.clip_norm
+        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+
+    def _after_batch(self) -> dict[str, float] | None:
+        """Log, evaluate and checkpoint when due; the evaluation's metrics if one ran."""
+        config, result = self.config, None
+        if self.window and self.window % config.log_every == 0 and self._loss_count:
+            self.log.record(self._train_record())
+            self._loss_sum, self._loss_count = 0.0, 0
+        if config.eval_every and self.window and self.window % config.eval_every == 0:
+            result = self._evaluate_and_keep_best()
+        if self.window and self.window % config.checkpoint_every == 0:
+            self.save("latest")
+        return result
+
+    def _train_record(self) -> dict[str, Any]:
+        """The training loss and speed since the last record."""
+        loss = self._loss_sum / max(self._loss_count, 1)
+        now = time.perf_counter()
+        tokens_per_second = self._loss_count / max(now - self._last_record, 1e-9)
+        self._last_record = now
+        return {
+            "kind": "train",
+            "window": self.window,
+            "epoch": self.epoch,
+            "loss": loss,
+            **self._loss_metrics(loss),
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens_per_second": tokens_per_second,
+            "skipped_updates": self.skipped,
+            "seconds": now - self._started,
+            "peak_memory_mb": peak_memory_mb(self.device),
+        }
+
+    def _evaluate_and_keep_best(self) -> dict[str, float] | None:
+        if self.validation is None:
+            return None
+        metrics = self.evaluate(self.validation)
+        self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
+        if metrics["loss"] < self.best:
+            self.best, self.stale_evals = metrics["loss"], 0
+            self.save("best")
+        else:
+            self.stale_evals += 1
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, streams: Streams) -> dict[str, float]:
+        """Metrics over ``streams`` with the state carried across batches and no
+        truncation, so the loss does not depend on k (``semantics.md``)."""
+        self.model.eval()
+        state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
+        for batch in streams.batches(0):
+            batch = batch.to(self.device)
+            outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
+            add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+        count = max(totals["count"], 1.0)
+        loss = totals["loss"] / count
+        metrics = {"loss": loss, **self._loss_metrics(loss)}
+        if self.metrics == "regression":
+            metrics["mae"] = totals["abs"] / count
+        if self.metrics == "classification":
+            metrics["accuracy"] = totals["correct"] / count
+        return metrics
+
+    def _loss_metrics(self, loss: float) -> dict[str, float]:
+        if self.metrics == "language":
+            return {"perplexity": math.exp(min(loss, 700.0)), "bits_per_token": loss / math.log(2)}
+        return {"mse": loss} if self.metrics == "regression" else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact continuation needs, as tensors and plain values."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "runner": {"state": self.runner.state, "history": self.runner.history},
+            "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
+            "progress": {
+                "best": self.best,
+                "stale_evals": self.stale_evals,
+                "skipped": self.skipped,
+            },
+            "rng": rng,
+            "config": asdict(self.config),
+            "metrics": self.metrics,
+            "extra": self.extra,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (from :func:`tbptt.checkpoint.load`)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.runner.state, self.runner.history = (
+            state["runner"]["state"],
+            state["runner"]["history"],
+        )
+        self.epoch, self.batch, self.window = (
+            state["position"][key] for key in ("epoch", "batch", "window")
+        )
+        progress = state["progress"]
+        self.best, self.stale_evals, self.skipped = (
+            progress["best"],
+            progress["stale_evals"],
+            progress["skipped"],
+        )
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save(self, name: str) -> None:
+        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one)."""
+        if self.log.run_dir is not None:
+            folder = self.log.run_dir / "checkpoints"
+            folder.mkdir(parents=True, exist_ok=True)
+            checkpoint.save(folder / f"{name}.pt", self.state_dict())
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped."""
+        state = checkpoint.load(path, map_location=self.device)
+        self.load_state_dict(state)
+        self.log.truncate(self.window)
+
+
+def add_totals(totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor) -> None:
+    """Accumulate masked loss sums, counts, absolute errors and correct predictions."""
+    mask = batch.mask
+    totals["loss"] += float(torch.where(mask, losses, 0.0).sum())
+    totals["count"] += float(mask.sum())
+    if outputs.shape == batch.targets.shape:  # real-valued targets
+        errors = (outputs - batch.targets).abs()
+        errors = errors.flatten(2).mean(-1) if errors.dim() > 2 else errors
+        totals["abs"] += float(torch.where(mask, errors, 0.0).sum())
+    elif batch.targets.dtype == torch.int64 and outputs.dim() == batch.targets.dim() + 1:
+        totals["correct"] += float(((outputs.argmax(-1) == batch.targets) & mask).sum())
