@@ -38,7 +38,7 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         problem = "holds Python objects that safe loading refuses (they could run code)"
         fix = "only load checkpoints written by tbptt; never unpickle files you do not trust"
         raise file_error(path, "", problem, fix) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         problem = "is damaged or truncated, or not a PyTorch file"
         raise file_error(path, "", problem, "use another checkpoint, e.g. best.pt") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

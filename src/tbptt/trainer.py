@@ -208,7 +208,7 @@ class Trainer:
             self.scheduler.step()
             self.window += 1
             count = int(window.count)
-            self._loss_sum += float(window.loss) * count
+            self._loss_sum += float(window.loss.detach()) * count
             self._loss_count += count
 
     def _clip(self) -> float:

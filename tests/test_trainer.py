@@ -1,0 +1,189 @@
+"""The trainer learns, logs, checkpoints atomically and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tbptt
+from tbptt import TBPTTError, checkpoint
+from tbptt.data import Streams, tasks
+from tbptt.trainer import TrainConfig, Trainer
+from tests.resumable_run import WINDOWS, make_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assert_same_parameters(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # bit-identical, not merely close
+
+
+def test_the_loss_falls_on_a_learnable_stream(tmp_path):
+    tokens = torch.arange(3000) % 7  # a cycle: perfectly predictable
+    train = Streams.language_model(tokens, 4, 8)
+    torch.manual_seed(0)
+    model = tbptt.models.LSTM(16, vocab_size=7)
+    config = TrainConfig(k1=8, epochs=2, lr=1e-2, log_every=10)
+    trainer = Trainer(
+        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=tmp_path
+    )
+    before = trainer.evaluate(train)["loss"]
+    after = trainer.fit()["loss"]
+    assert after < 0.2 * before
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "metrics.jsonl",
+        "metrics.csv",
+        "learning_curves.png",
+        "checkpoints",
+    }
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "eval"}
+    assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluation_does_not_depend_on_the_truncation():
+    tokens = torch.randint(0, 5, (600,), generator=torch.Generator().manual_seed(0))
+    streams = Streams.language_model(tokens, 3, 10)
+    losses = []
+    for k1 in (2, 10, None):
+        torch.manual_seed(0)
+        model = tbptt.models.GRU(8, vocab_size=5)
+        trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=k1))
+        losses.append(trainer.evaluate(streams)["loss"])
+    assert losses[0] == losses[1] == losses[2]
+
+
+def test_regression_and_classification_metrics():
+    data = tasks.adding(32, 20, seed=0)
+    streams = Streams(
+        data.inputs.transpose(0, 1).reshape(-1, 2),
+        data.targets.transpose(0, 1).reshape(-1, 1),
+        32,
+        20,
+        valid=data.mask.t().reshape(-1),
+        starts=torch.arange(640) % 20 == 0,
+    )
+    model = tbptt.models.LSTM(8, input_size=2, output_size=1)
+    trainer = Trainer(model, tbptt.losses.mse, streams, TrainConfig(k1=20), metrics="regression")
+    metrics = trainer.evaluate(streams)
+    assert metrics["loss"] == metrics["mse"] and metrics["mae"] > 0
+
+
+def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path):
+    uninterrupted = make_trainer(tmp_path / "whole")
+    uninterrupted.fit()
+
+    stopped = make_trainer(tmp_path / "run")
+    stopped.log.callbacks.append(
+        lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
+    )
+    result = stopped.fit()
+    assert result["interrupted"] == 1.0 and stopped.window == 17
+
+    resumed = make_trainer(tmp_path / "run")
+    resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
+    resumed.fit()
+    assert resumed.window == WINDOWS
+    assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
+    windows = [
+        json.loads(line)["window"]
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if '"train"' in line
+    ]
+    assert windows == list(range(1, WINDOWS + 1))  # logged once each, across the stop
+
+
+@pytest.mark.parametrize("kill_at", [5, 22])
+def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_exactly(tmp_path, kill_at):
+    whole = make_trainer(None)
+    whole.fit()
+    command = [sys.executable, "-m", "tests.resumable_run", str(tmp_path)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip() == f"window {kill_at}":
+                process.kill()  # SIGKILL: no handler runs, no cleanup
+                break
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["position"]["window"] <= kill_at
+    done = subprocess.run(
+        command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    final = torch.load(tmp_path / "final.pt", weights_only=True)
+    assert_same_parameters(final, whole.model.state_dict())
+
+
+def test_checkpoints_refuse_damage_code_and_foreign_files(tmp_path):
+    trainer = make_trainer(tmp_path, max_windows=3)
+    trainer.fit()
+    good = tmp_path / "checkpoints" / "latest.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(TBPTTError, match="damaged or truncated"):
+        checkpoint.load(truncated)
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    malicious = tmp_path / "malicious.pt"
+    torch.save({"format": "tbptt-checkpoint", "version": 1, "x": Exploit()}, malicious)
+    with pytest.raises(TBPTTError, match="could run code"):
+        checkpoint.load(malicious)
+    assert not (tmp_path / "pwned").exists()
+
+    foreign = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, foreign)
+    with pytest.raises(TBPTTError, match="not a tbptt checkpoint"):
+        checkpoint.load(foreign)
+    with pytest.raises(TBPTTError, match="no such checkpoint"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, max_windows=3)
+    trainer.fit()
+    path = tmp_path / "checkpoints" / "latest.pt"
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save("latest")
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary left
+
+
+def test_patience_stops_a_run_that_no_longer_improves():
+    trainer = make_trainer(None, lr=1e-9, eval_every=1, patience=2, max_windows=None, epochs=5)
+    trainer.fit()
+    assert trainer.stale_evals == 2 and trainer.window < 10
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"k1": 4, "k2": 2}, "k1=4 > k2=2"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+        ({"schedule": "cyclic"}, "schedule must be one of"),
+        ({"clip_norm": 0.0}, "clip_norm must be > 0"),
+        ({"max_windows": 0}, "max_windows must be >= 1"),
+    ],
+)
+def test_bad_training_settings_are_refused(settings, message):
+    with pytest.raises(TBPTTError, match=message):
+        TrainConfig(**settings)
