@@ -17,6 +17,7 @@ from tbptt.data import tasks
 SMALL = {
     "adding": lambda seed: tasks.adding(4, 12, seed=seed),
     "copy": lambda seed: tasks.copy_memory(4, 5, seed=seed),
+    "recall": lambda seed: tasks.delayed_recall(4, 3, seed=seed),
     "temporal_order": lambda seed: tasks.temporal_order(4, 30, seed=seed),
     "embedded_reber": lambda seed: tasks.embedded_reber(4, seed=seed),
     "mackey_glass": lambda seed: tasks.mackey_glass(30, seed=seed),
@@ -32,6 +33,7 @@ def test_every_task_is_registered_with_a_metric():
     [
         ("adding", ((12, 4, 2), torch.float32), ((12, 4, 1), torch.float32), None, 2),
         ("copy", ((26, 4), torch.int64), ((26, 4), torch.int64), 10, 10),
+        ("recall", ((30, 4), torch.int64), ((30, 4), torch.int64), 4, 4),
         ("temporal_order", ((30, 4), torch.int64), ((30, 4), torch.int64), 4, 8),
         ("mackey_glass", ((30, 1, 1), torch.float32), ((30, 1, 1), torch.float32), None, 1),
     ],
@@ -133,6 +135,27 @@ def test_copy_accuracy_perfect_and_chance_over_the_copied_symbols():
     always_one = torch.zeros(*data.targets.shape, data.num_classes)
     always_one[..., 1] = 1.0
     assert tasks.copy_memory_accuracy(always_one, data) == pytest.approx(1 / 8, abs=0.02)
+
+
+# Delayed recall.
+
+
+@pytest.mark.parametrize(("delay", "steps"), [(1, 2), (3, None), (7, 40)])
+def test_recall_targets_the_input_delay_steps_back_where_there_is_one(delay, steps):
+    data = tasks.delayed_recall(16, delay, steps=steps, symbols=5, seed=0)
+    length = steps or 10 * delay
+    assert data.inputs.shape == (length, 16)
+    assert ((data.inputs >= 0) & (data.inputs < 5)).all()
+    assert torch.equal(data.targets[delay:], data.inputs[:-delay])
+    assert not data.mask[:delay].any() and data.mask[delay:].all()
+
+
+def test_recall_accuracy_perfect_and_chance():
+    data = tasks.delayed_recall(500, 4, symbols=4, seed=0)
+    perfect = F.one_hot(data.targets, data.num_classes).float()
+    assert tasks.delayed_recall_accuracy(perfect, data) == 1.0
+    echo_now = F.one_hot(data.inputs, data.num_classes).float()  # no memory: the current input
+    assert tasks.delayed_recall_accuracy(echo_now, data) == pytest.approx(1 / 4, abs=0.02)
 
 
 # Temporal order problem.
@@ -278,6 +301,9 @@ def test_mackey_glass_nrmse_is_zero_when_perfect_and_one_for_the_mean():
         (lambda: tasks.copy_memory(4, -1, seed=0), "delay must be an integer >= 0"),
         (lambda: tasks.copy_memory(4, 5, symbols=0, seed=0), "symbols must be"),
         (lambda: tasks.copy_memory(4, 5, copy_length=0, seed=0), "copy_length must be"),
+        (lambda: tasks.delayed_recall(4, 0, seed=0), "delay must be an integer >= 1"),
+        (lambda: tasks.delayed_recall(4, 5, steps=5, seed=0), "steps must be an integer >= 6"),
+        (lambda: tasks.delayed_recall(4, 5, symbols=1, seed=0), "symbols must be"),
         (lambda: tasks.temporal_order(4, 9, seed=0), "length must be an integer >= 10"),
         (lambda: tasks.embedded_reber(0, seed=0), "num_sequences must be"),
         (lambda: tasks.mackey_glass(0, seed=0), "length must be"),

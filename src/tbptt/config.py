@@ -82,8 +82,8 @@ class DataConfig:
     tokens: str | None = None
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
-    """A built-in long-dependency task: adding, copy, temporal_order, embedded_reber or
-    mackey_glass."""
+    """A built-in long-dependency task: adding, copy, recall, temporal_order,
+    embedded_reber or mackey_glass."""
     level: str = "char"
     """Text: tokens are characters (char), or words and newlines (word)."""
     min_count: int = 1
@@ -101,7 +101,8 @@ class DataConfig:
     """CSV and mackey_glass: predict the targets this many steps ahead."""
     length: int = 50
     """Task: the dependency length: steps per sequence (adding, temporal_order; the
-    series length for mackey_glass) or blanks before the go marker (copy);
+    series length for mackey_glass), blanks before the go marker (copy) or the delay
+    (recall, in sequences 10 times as long);
     embedded_reber draws its own lengths."""
     num_sequences: int = 256
     """Task: sequences per data set, a multiple of batch_size (each stream holds whole

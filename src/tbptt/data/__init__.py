@@ -5,8 +5,8 @@
 - :mod:`tbptt.data.text`: character- and word-level vocabularies;
 - :mod:`tbptt.data.series`: numeric time series from CSV or NumPy, normalisation;
 - :mod:`tbptt.data.tokens`: memory-mapped token files and chunked tokenisation;
-- :mod:`tbptt.data.tasks`: the adding, copy, temporal order, embedded Reber and
-  Mackey-Glass tasks.
+- :mod:`tbptt.data.tasks`: the adding, copy, delayed recall, temporal order, embedded
+  Reber and Mackey-Glass tasks.
 """
 
 from tbptt.data import tasks

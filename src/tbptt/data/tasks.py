@@ -176,6 +176,41 @@ def copy_memory_accuracy(outputs: Tensor, data: TaskData) -> float:
     return float((outputs.argmax(-1) == data.targets)[copied].float().mean())
 
 
+# Delayed recall.
+
+
+def delayed_recall(
+    num_sequences: int, delay: int, *, steps: int | None = None, symbols: int = 4, seed: int
+) -> TaskData:
+    """Recall the symbol seen ``delay`` steps ago, at every step: the simplest task
+    with a dependency of known length, the one the ``tbptt demo`` trains on.
+
+    Input: ``steps`` symbols (default ``10 * delay``) drawn uniformly from
+    0..``symbols - 1``. Target at step t: the input of step ``t - delay`` (mask false
+    for the first ``delay`` steps, which have none). Every target depends on exactly
+    one input ``delay`` steps back, so under TBPTT(k1, k2) a loss step can learn it
+    only if its history (between ``k2 - k1`` and ``k2 - 1`` steps) reaches back
+    ``delay`` steps: never when ``k2 <= delay``. Chance accuracy is ``1 / symbols``
+    (:func:`delayed_recall_accuracy`); solved at 1.0.
+
+    Returns ``inputs, targets: (steps, N)`` int64 over ``symbols`` tokens.
+    """
+    _check_int("num_sequences", num_sequences, 1)
+    _check_int("delay", delay, 1, " (steps between a symbol and its recall)")
+    _check_int("symbols", symbols, 2)
+    steps = _check_int("steps", 10 * delay if steps is None else steps, delay + 1)
+    inputs = _rng(seed).integers(0, symbols, (steps, num_sequences))
+    targets = np.roll(inputs, delay, axis=0)
+    mask = (np.arange(steps) >= delay)[:, None].repeat(num_sequences, axis=1)
+    return _task((inputs, targets, mask), num_classes=symbols, input_size=symbols)
+
+
+def delayed_recall_accuracy(outputs: Tensor, data: TaskData) -> float:
+    """Fraction of steps with a target whose logit is the largest; ``outputs: (T, N, C)``."""
+    outputs = _check_outputs(outputs, data, _classes(data))
+    return float((outputs.argmax(-1) == data.targets)[data.mask].float().mean())
+
+
 # Temporal order problem.
 
 TEMPORAL_ORDER_TOKENS = "abcdXYEB"
@@ -407,6 +442,7 @@ def _task(arrays: _Arrays, *, num_classes: int | None, input_size: int) -> TaskD
 TASKS: dict[str, Callable[..., TaskData]] = {
     "adding": adding,
     "copy": copy_memory,
+    "recall": delayed_recall,
     "temporal_order": temporal_order,
     "embedded_reber": embedded_reber,
     "mackey_glass": mackey_glass,
@@ -416,6 +452,7 @@ TASKS: dict[str, Callable[..., TaskData]] = {
 METRICS: dict[str, Callable[[Tensor, TaskData], float]] = {
     "adding": adding_mse,
     "copy": copy_memory_accuracy,
+    "recall": delayed_recall_accuracy,
     "temporal_order": temporal_order_accuracy,
     "embedded_reber": reber_accuracy,
     "mackey_glass": mackey_glass_nrmse,
