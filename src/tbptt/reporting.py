@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import resource
@@ -22,12 +23,15 @@ Record = dict[str, Any]
 
 class MetricsLog:
     """Records of a run: appended to ``metrics.jsonl`` as they come, rewritten as
-    ``metrics.csv`` and ``learning_curves.png`` at checkpoints and at the end, and
-    passed to ``callbacks`` (progress bars, printing)."""
+    ``metrics.csv`` and ``learning_curves.png`` at the end, written to TensorBoard
+    (``tensorboard/`` in the run directory) when the ``tensorboard`` package is
+    installed, and passed to ``callbacks`` (progress bars, printing)."""
 
     def __init__(self, run_dir: Path | None, callbacks: Sequence[Callable[[Record], None]] = ()):
         self.run_dir, self.callbacks = run_dir, list(callbacks)
         self.records: list[Record] = []
+        self._tensorboard: Any = None
+        self._purge_step: int | None = None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             jsonl = run_dir / "metrics.jsonl"
@@ -40,19 +44,37 @@ class MetricsLog:
         if self.run_dir is not None:
             with open(self.run_dir / "metrics.jsonl", "a") as file:
                 file.write(json.dumps(record) + "\n")
+            self._write_tensorboard(record)
         for callback in self.callbacks:
             callback(record)
 
     def truncate(self, window: int) -> None:
         """Forget records after update ``window``: a resumed run logs them again."""
         self.records = [r for r in self.records if r["window"] <= window]
+        self._purge_step = window + 1  # TensorBoard drops the events logged after it
         if self.run_dir is not None:
             lines = "".join(json.dumps(r) + "\n" for r in self.records)
             with atomic_write(self.run_dir / "metrics.jsonl") as file:
                 file.write(lines.encode())
 
+    def _write_tensorboard(self, record: Record) -> None:
+        """Each number of ``record`` as a scalar ``<kind>/<name>`` at its update."""
+        if self._tensorboard is None:
+            if importlib.util.find_spec("tensorboard") is None:
+                return
+            from torch.utils.tensorboard import SummaryWriter
+
+            assert self.run_dir is not None
+            self._tensorboard = SummaryWriter(self.run_dir / "tensorboard", self._purge_step)
+        for name, value in record.items():
+            if name not in ("kind", "window") and isinstance(value, int | float):
+                self._tensorboard.add_scalar(f"{record['kind']}/{name}", value, record["window"])
+
     def finish(self) -> None:
-        """Write ``metrics.csv`` and ``learning_curves.png``."""
+        """Write ``metrics.csv`` and ``learning_curves.png``; close TensorBoard's file."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         if self.run_dir is None or not self.records:
             return
         columns = list(dict.fromkeys(key for record in self.records for key in record))

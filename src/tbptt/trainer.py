@@ -142,6 +142,8 @@ class Trainer:
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self._loss_sum, self._loss_count = 0.0, 0
         self._started = self._last_record = time.perf_counter()
+        self._evaluated_at = -1
+        """The update after which the last evaluation ran (-1: none in this process)."""
 
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
         windows_per_batch = (
@@ -177,9 +179,11 @@ class Trainer:
                         result = self._evaluate_and_keep_best() or result
                 if stop.requested:
                     break
+            if not stop.requested and self._evaluated_at != self.window:
+                result = self._evaluate_and_keep_best() or result  # the final model's metrics
             self.save("latest")
         self.log.finish()
-        return {**(result or self._train_record()), "interrupted": float(stop.requested)}
+        return {**(result or self._last_train_record()), "interrupted": float(stop.requested)}
 
     def _done(self) -> bool:
         out_of_windows = (
@@ -247,9 +251,18 @@ class Trainer:
             "peak_memory_mb": peak_memory_mb(self.device),
         }
 
+    def _last_train_record(self) -> dict[str, Any]:
+        """The training loss since the last record, or that record if none came since."""
+        if self._loss_count == 0:
+            logged = [record for record in self.log.records if record["kind"] == "train"]
+            if logged:
+                return logged[-1]
+        return self._train_record()
+
     def _evaluate_and_keep_best(self) -> dict[str, float] | None:
         if self.validation is None:
             return None
+        self._evaluated_at = self.window
         metrics = self.evaluate(self.validation)
         self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
         if metrics["loss"] < self.best:
