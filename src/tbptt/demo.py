@@ -174,7 +174,7 @@ def plot(results: list[Result], delay: int, symbols: int, path: Path) -> None:
     left.axvline(delay, color="C3", linestyle="--", label=f"delay = {delay}")
     left.set(xscale="log", xlabel="k2 (steps a gradient flows back)", ylabel="recall accuracy")
     left.set_title("what truncation buys: accuracy")
-    left.legend(loc="center right")
+    left.legend(loc="center left")
     k2s = [r.k2 for r in results]
     right.plot(k2s, [r.activation_mb for r in results], "o-", color="C1", label="memory (MiB)")
     right.set(xscale="log", yscale="log", xlabel="k2", ylabel="activation memory (MiB)")
