@@ -77,6 +77,7 @@ class Advice:
                 "seconds": self.full.seconds,
                 "activation_bytes": self.full.activation_bytes,
                 "windows": self.full.windows,
+                "device_peak_bytes": self.full.device_peak_bytes,
             },
             "rows": [asdict(row) for row in self.rows],
             "flow": {

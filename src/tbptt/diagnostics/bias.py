@@ -40,6 +40,8 @@ class Truncated:
     activation_bytes: int
     """The most bytes autograd saved for one window's backward (exact, any device)."""
     windows: int
+    device_peak_bytes: int | None = None
+    """On CUDA: the peak memory allocated while computing it (``None`` elsewhere)."""
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Bias:
     seconds: float
     activation_bytes: int
     windows: int
+    device_peak_bytes: int | None = None
 
 
 def truncated_gradient(
@@ -75,6 +78,8 @@ def truncated_gradient(
     meter = SavedTensors(exclude=params)
     total, count, windows = None, torch.zeros((), device=inputs.device), 0
     synchronize(inputs.device)
+    if inputs.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(inputs.device)
     start = time.perf_counter()
     with meter:
         for window in runner.windows(inputs, targets, resets=resets, mask=mask):
@@ -87,7 +92,8 @@ def truncated_gradient(
     gradient = total / count.clamp(min=1)
     synchronize(inputs.device)
     seconds = time.perf_counter() - start
-    return Truncated(k1, k2, gradient, seconds, meter.peak_bytes, windows)
+    peak = torch.cuda.max_memory_allocated(inputs.device) if inputs.device.type == "cuda" else None
+    return Truncated(k1, k2, gradient, seconds, meter.peak_bytes, windows, peak)
 
 
 def synchronize(device: torch.device) -> None:
@@ -110,6 +116,7 @@ def compare(truncated: Truncated, full: Truncated, steps: int) -> Bias:
         truncated.seconds,
         truncated.activation_bytes,
         truncated.windows,
+        truncated.device_peak_bytes,
     )
 
 

@@ -34,7 +34,7 @@ def plot_flow(advice: Advice, path: Path) -> None:
     plt, flow = pyplot(), advice.flow
     lags = torch.arange(len(flow.state_norm)).numpy()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.semilogy(lags, flow.state_norm.numpy(), ".-", color="C0", label="mean ||dL/dh||")
+    left.semilogy(lags, flow.state_norm.cpu().numpy(), ".-", color="C0", label="mean ||dL/dh||")
     scale, rho = flow.geometric_fit()
     if math.isfinite(rho):
         left.semilogy(lags, scale * rho**lags, "--", color="gray", label=f"fit {rho:.3f}^lag")
@@ -44,10 +44,12 @@ def plot_flow(advice: Advice, path: Path) -> None:
     left.set(xlabel="lag (steps back from the loss step)", ylabel="gradient norm")
     left.set_title("does the gradient vanish, hold or explode?")
     left.legend(fontsize=8)
-    right.semilogy(lags, flow.contribution_norm.numpy(), ".-", color="C1", label="||G_lag||")
+    right.semilogy(lags, flow.contribution_norm.cpu().numpy(), ".-", color="C1", label="||G_lag||")
     right.set(xlabel="lag", ylabel="parameter gradient from this lag")
     cosine_axis = right.twinx()
-    cosine_axis.plot(lags, flow.cumulative_cosine.numpy(), color="C2", label="cosine up to lag")
+    cosine_axis.plot(
+        lags, flow.cumulative_cosine.cpu().numpy(), color="C2", label="cosine up to lag"
+    )
     cosine_axis.axhline(advice.tolerance, color="C2", linestyle=":")
     cosine_axis.axvline(
         advice.horizon, color="C3", linestyle="--", label=f"horizon {advice.horizon}"
@@ -108,6 +110,10 @@ def plot_bias(advice: Advice, path: Path) -> None:
     left.set(
         xscale="log", xlabel="k2 (steps a gradient flows back)", ylabel="against the full gradient"
     )
+    ticks = sorted({row.k2 for row in rows})
+    for axis in (left, right):
+        axis.set_xticks(ticks, [str(k) for k in ticks])
+        axis.minorticks_off()
     left.set_title("truncation bias")
     left.legend(fontsize=8)
     right.axhline(1.0, color="gray", linestyle=":", label="full BPTT")
