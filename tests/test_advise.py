@@ -35,7 +35,7 @@ def test_advise_prints_the_table_and_writes_plots_and_json(run_dir, tmp_path, ca
     out = tmp_path / "advice"
     code = main(
         ["advise", str(run_dir), "--steps", "24", "--streams", "2", "--k", "4", "8",
-         "--pairs", "2:8", "--ends", "3", "--out", str(out)]
+         "--pairs", "2:8", "--ends", "3", "--max-lag", "12", "--checkpointed", "--out", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
@@ -62,6 +62,7 @@ def test_advise_defaults_to_the_runs_advice_folder_and_json_output(run_dir, caps
         (["--pairs", "8:4"], "TBPTT(8, 4)"),
         (["--pairs", "x"], "K1:K2"),
         (["--steps", "0"], "--steps"),
+        (["--max-lag", "0"], "--max-lag"),
         (["--k", "64"], "TBPTT(64, 64)"),
     ],
 )

@@ -271,6 +271,26 @@ def test_the_advisor_picks_the_delay_of_the_copy_task():
     assert "TBPTT(1, 10)" in diagnostics.table(advice)
 
 
+def test_the_checkpointed_reference_is_the_full_gradient():
+    model, inputs, targets, resets, mask = lstm_and_data()
+    options = {"resets": resets, "mask": mask}
+    _, plain = diagnostics.truncation_bias(model, inputs, targets, losses.mse, [], **options)
+    _, saved = diagnostics.truncation_bias(
+        model, inputs, targets, losses.mse, [], checkpoint=3, **options
+    )
+    torch.testing.assert_close(saved.gradient, plain.gradient, rtol=1e-10, atol=1e-13)
+
+
+def test_max_lag_follows_the_same_gradients_over_fewer_steps():
+    model, inputs, targets, resets, mask = lstm_and_data(steps=20)
+    options = {"resets": resets, "mask": mask, "ends": [14, 19]}
+    whole = diagnostics.gradient_flow(model, inputs, targets, losses.mse, **options)
+    near = diagnostics.gradient_flow(model, inputs, targets, losses.mse, max_lag=5, **options)
+    assert len(near.state_norm) == 20 - (14 - 5)
+    torch.testing.assert_close(near.state_norm[:6], whole.state_norm[:6], rtol=1e-10, atol=0)
+    torch.testing.assert_close(near.state_count[:6], whole.state_count[:6])
+
+
 def test_bad_tolerance_is_refused():
     model, inputs, targets, _, _ = lstm_and_data()
     with pytest.raises(diagnostics.advice.TBPTTError, match="tolerance"):

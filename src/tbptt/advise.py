@@ -68,6 +68,14 @@ def parse_args(argv: Sequence[str]) -> tuple[Parser, argparse.Namespace]:
     parser.add_argument(
         "--ends", type=int, default=8, help="loss steps followed back for the flow (default: 8)"
     )
+    parser.add_argument(
+        "--max-lag", type=int, help="follow gradients back this many steps (default: all)"
+    )
+    parser.add_argument(
+        "--checkpointed",
+        action="store_true",
+        help="compute the full reference gradient by checkpointed BPTT (less memory)",
+    )
     parser.add_argument("--seed", type=int, help="a task run: the seed of the sample's data")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--out", help="folder for advice.json and the plots (default: RUN/advice)")
@@ -118,9 +126,10 @@ def out_folder(args: argparse.Namespace, checkpoint: str) -> Path:
 def main(argv: Sequence[str]) -> int:
     """Run ``tbptt advise``; returns the exit code."""
     parser, args = parse_args(argv)
-    for name in ("steps", "streams", "ends"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("steps", "streams", "ends", "max_lag"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     diagnostics.advice.check_tolerance(args.tolerance)
     checkpoint: str = args.checkpoint
     out = out_folder(args, checkpoint)
@@ -141,6 +150,8 @@ def main(argv: Sequence[str]) -> int:
         resets=batch.resets,
         mask=batch.mask,
         num_ends=args.ends,
+        max_lag=args.max_lag,
+        checkpoint=args.checkpointed,
     )
     out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": checkpoint, "streams": batch.inputs.shape[1], **advice.summary()}

@@ -122,6 +122,8 @@ def advise(
     resets: Tensor | None = None,
     mask: Tensor | None = None,
     num_ends: int = 8,
+    max_lag: int | None = None,
+    checkpoint: bool | int = False,
 ) -> Advice:
     """Measure gradient flow and truncation bias on one sample and recommend k.
 
@@ -132,7 +134,9 @@ def advise(
         loss_fn: per-element losses ``(T, B)``.
         truncations: candidate ``(k1, k2)`` pairs (default :func:`default_truncations`).
         tolerance: the cosine to the full gradient a truncation must reach.
-        num_ends: loss steps followed back for the gradient flow.
+        num_ends, max_lag: loss steps followed back for the gradient flow, and how
+            far (see :func:`gradient_flow`).
+        checkpoint: compute the full reference gradient by checkpointed BPTT.
     """
     check_tolerance(tolerance)
     steps = inputs.shape[0]
@@ -141,8 +145,12 @@ def advise(
     model.eval()
     try:
         options = {"state": state, "resets": resets, "mask": mask}
-        flow = gradient_flow(model, inputs, targets, loss_fn, num_ends=num_ends, **options)
-        rows, full = truncation_bias(model, inputs, targets, loss_fn, candidates, **options)
+        flow = gradient_flow(
+            model, inputs, targets, loss_fn, num_ends=num_ends, max_lag=max_lag, **options
+        )
+        rows, full = truncation_bias(
+            model, inputs, targets, loss_fn, candidates, checkpoint=checkpoint, **options
+        )
     finally:
         model.train(training)
     return Advice(flow, rows, full, tolerance, steps)

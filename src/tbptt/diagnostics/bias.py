@@ -70,11 +70,13 @@ def truncated_gradient(
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
+    checkpoint: bool | int = False,
 ) -> Truncated:
     """g(k1, k2) on ``inputs: (T, B, ...)`` (see the module), timed and its activation
-    memory counted; ``k1=None`` is full BPTT."""
+    memory counted; ``k1=None`` is full BPTT. ``checkpoint``: recompute activations in
+    the backward pass (:class:`tbptt.Runner`), the same gradient in less memory."""
     params = trainable(model)
-    runner = Runner(model, loss_fn, k1, k2, state=state)
+    runner = Runner(model, loss_fn, k1, k2, state=state, checkpoint=checkpoint)
     meter = SavedTensors(exclude=params)
     total, count, windows = None, torch.zeros((), device=inputs.device), 0
     synchronize(inputs.device)
@@ -130,15 +132,20 @@ def truncation_bias(
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
+    checkpoint: bool | int = False,
 ) -> tuple[list[Bias], Truncated]:
     """The bias of each TBPTT(k1, k2) in ``truncations`` on one sample, and the full
     BPTT gradient it is measured against (its time and memory are the baseline).
 
     ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``, ``resets, mask: (T, B)``. Call
-    ``model.eval()`` first if it has dropout.
+    ``model.eval()`` first if it has dropout. ``checkpoint=True`` computes the full
+    gradient by checkpointed BPTT (for samples whose full BPTT does not fit in memory);
+    its time and memory are then those of checkpointed BPTT.
     """
     options = {"state": state, "resets": resets, "mask": mask}
-    full = truncated_gradient(model, inputs, targets, loss_fn, None, **options)
+    full = truncated_gradient(
+        model, inputs, targets, loss_fn, None, checkpoint=checkpoint, **options
+    )
     steps = inputs.shape[0]
     rows = [
         compare(truncated_gradient(model, inputs, targets, loss_fn, k1, k2, **options), full, steps)

@@ -182,6 +182,7 @@ def gradient_flow(
     mask: Tensor | None = None,
     ends: list[int] | None = None,
     num_ends: int = 8,
+    max_lag: int | None = None,
 ) -> GradientFlow:
     """Measure how the gradient of the loss at steps ``ends`` flows back through time.
 
@@ -193,13 +194,26 @@ def gradient_flow(
         state: the state entering step 0 (``None``: the initial state).
         ends: the loss steps to follow back (default: ``num_ends`` of them spread over
             the second half of the sample).
+        max_lag: follow each end point back at least this many lags, not further
+            than ``min(ends) - max_lag``: the steps before run without gradient (their
+            memory is not kept), and the flow's full gradient starts there too.
 
     Returns:
-        A :class:`GradientFlow` over lags 0 .. max(ends).
+        A :class:`GradientFlow` over lags 0 .. max(ends) (or the steps followed).
     """
     resets, mask = check_chunk(inputs, targets, resets, mask)
     steps = inputs.shape[0]
     ends = default_ends(steps, num_ends) if ends is None else check_ends(ends, steps)
+    first = 0 if max_lag is None else max(ends[0] - max_lag, 0)
+    if first:
+        with torch.no_grad():
+            _, state = unroll(
+                model, inputs[:first], state, None if resets is None else resets[:first]
+            )
+        inputs, targets = inputs[first:], targets[first:]
+        resets = None if resets is None else resets[first:]
+        mask = None if mask is None else mask[first:]
+        ends = [end - first for end in ends]
     span = ends[-1] + 1
     inputs, targets = inputs[:span], targets[:span]
     resets = None if resets is None else resets[:span]
