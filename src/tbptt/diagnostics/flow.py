@@ -308,6 +308,7 @@ class Pull:
 
 
 def cosine(a: Tensor, b: Tensor) -> Tensor:
-    """The cosine between two vectors; 0 when either is zero."""
+    """The cosine between two vectors, in [-1, 1] despite rounding; 0 when either is zero."""
     scale = a.norm() * b.norm()
-    return torch.where(scale > 0, (a @ b) / scale.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
+    value = (a @ b) / scale.clamp(min=torch.finfo(a.dtype).tiny)
+    return torch.where(scale > 0, value.clamp(-1.0, 1.0), 0.0)

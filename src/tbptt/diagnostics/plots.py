@@ -34,7 +34,13 @@ def plot_flow(advice: Advice, path: Path) -> None:
     plt, flow = pyplot(), advice.flow
     lags = torch.arange(len(flow.state_norm)).numpy()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.semilogy(lags, flow.state_norm.cpu().numpy(), ".-", color="C0", label="mean ||dL/dh||")
+    every = (flow.state_count == flow.state_count.max()).cpu().numpy()
+    norms = flow.state_norm.cpu().numpy()
+    left.semilogy(lags[every], norms[every], ".-", color="C0", label="mean ||dL/dh||")
+    if not every.all():
+        left.semilogy(
+            lags[~every], norms[~every], ".", color="C0", alpha=0.3, label="(fewer end points)"
+        )
     scale, rho = flow.geometric_fit()
     if math.isfinite(rho):
         left.semilogy(lags, scale * rho**lags, "--", color="gray", label=f"fit {rho:.3f}^lag")
@@ -110,14 +116,14 @@ def plot_bias(advice: Advice, path: Path) -> None:
     left.set(
         xscale="log", xlabel="k2 (steps a gradient flows back)", ylabel="against the full gradient"
     )
+    left.set_title("truncation bias")
+    left.legend(fontsize=8)
+    right.axhline(1.0, color="gray", linestyle=":", label="full BPTT")
+    right.set(xscale="log", yscale="log", xlabel="k2", ylabel="relative to full BPTT")
     ticks = sorted({row.k2 for row in rows})
     for axis in (left, right):
         axis.set_xticks(ticks, [str(k) for k in ticks])
         axis.minorticks_off()
-    left.set_title("truncation bias")
-    left.legend(fontsize=8)
-    right.axhline(1.0, color="gray", linestyle=":", label="full BPTT")
-    right.set(xscale="log", xlabel="k2", ylabel="relative to full BPTT")
     right.set_title("cost of one pass over the sample")
     right.legend(fontsize=8)
     save(figure, path)
