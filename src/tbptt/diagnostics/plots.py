@@ -77,34 +77,21 @@ def plot_bias(advice: Advice, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for overlap, marker in ((False, "o"), (True, "s")):
         chosen = sorted((r for r in rows if (r.k1 < r.k2) == overlap), key=lambda r: r.k2)
-        if not chosen:
-            continue
-        name = "k1 < k2" if overlap else "k1 = k2"
-        k2s = [r.k2 for r in chosen]
-        left.plot(
-            k2s, [r.cosine for r in chosen], marker + "-", color="C0", label=f"cosine ({name})"
+        name, k2s = "k1 < k2" if overlap else "k1 = k2", [r.k2 for r in chosen]
+        curves = (
+            (left, [r.cosine for r in chosen], "-", "C0", "cosine"),
+            (left, [r.relative_error for r in chosen], "--", "C1", "relative error"),
+            (right, [r.seconds / max(full.seconds, 1e-12) for r in chosen], "-", "C2", "time"),
+            (
+                right,
+                [r.activation_bytes / max(full.activation_bytes, 1) for r in chosen],
+                "--",
+                "C4",
+                "memory",
+            ),
         )
-        left.plot(
-            k2s,
-            [r.relative_error for r in chosen],
-            marker + "--",
-            color="C1",
-            label=f"relative error ({name})",
-        )
-        right.plot(
-            k2s,
-            [r.seconds / max(full.seconds, 1e-12) for r in chosen],
-            marker + "-",
-            color="C2",
-            label=f"time ({name})",
-        )
-        right.plot(
-            k2s,
-            [r.activation_bytes / max(full.activation_bytes, 1) for r in chosen],
-            marker + "--",
-            color="C4",
-            label=f"memory ({name})",
-        )
+        for axis, values, line, color, label in curves if chosen else ():
+            axis.plot(k2s, values, marker + line, color=color, label=f"{label} ({name})")
     left.axhline(
         advice.tolerance, color="gray", linestyle=":", label=f"tolerance {advice.tolerance}"
     )
@@ -114,16 +101,15 @@ def plot_bias(advice: Advice, path: Path) -> None:
             best.k2, color="C3", linestyle="--", label=f"recommended ({best.k1}, {best.k2})"
         )
     left.set(
-        xscale="log", xlabel="k2 (steps a gradient flows back)", ylabel="against the full gradient"
+        xscale="log", xlabel="k2 (steps a gradient flows back)", ylabel="vs. the full gradient"
     )
     left.set_title("truncation bias")
-    left.legend(fontsize=8)
     right.axhline(1.0, color="gray", linestyle=":", label="full BPTT")
     right.set(xscale="log", yscale="log", xlabel="k2", ylabel="relative to full BPTT")
+    right.set_title("cost of one pass over the sample")
     ticks = sorted({row.k2 for row in rows})
     for axis in (left, right):
         axis.set_xticks(ticks, [str(k) for k in ticks])
         axis.minorticks_off()
-    right.set_title("cost of one pass over the sample")
-    right.legend(fontsize=8)
+        axis.legend(fontsize=8)
     save(figure, path)
