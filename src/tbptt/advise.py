@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Parser, argparse.Namespace]:
         type=int,
         nargs="+",
         metavar="K",
-        help="candidates TBPTT(k, k) (default: 2, 4, 8, ...)",
+        help="candidates TBPTT(k, k) (default: (k, k), (k/2, k) for k = 2, 4, ... < --steps)",
     )
     parser.add_argument(
         "--pairs", nargs="+", default=[], metavar="K1:K2", help="candidates TBPTT(k1, k2) too"
