@@ -1,4 +1,4 @@
-"""The ``tbptt`` command line: ``train``, ``eval``, ``generate`` and ``demo``.
+"""The ``tbptt`` command line: ``train``, ``eval``, ``generate``, ``demo`` and ``advise``.
 
 The options of ``train``, ``eval`` and ``generate`` are built from the config
 dataclasses (:mod:`tbptt.config`): one option per field, its help the field's
@@ -172,6 +172,8 @@ def build_parser() -> Parser:
     generate.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
     add_config_options(generate, {"generate": GenerateConfig})
     commands.add_parser("demo", help="the demo (tbptt demo --help)", add_help=False)
+    commands.add_parser("advise", help="choose k: truncation bias and gradient flow of a run "
+                        "(tbptt advise --help)", add_help=False)
     return parser
 
 
@@ -276,6 +278,10 @@ def run_demo(argv: Sequence[str]) -> int:
     return int(demo.main(list(argv)))
 
 
+def run_advise(argv: Sequence[str]) -> int:
+    return int(importlib.import_module("tbptt.advise").main(list(argv)))
+
+
 HANDLERS = {"train": run_train, "eval": run_eval, "generate": run_generate}
 
 
@@ -285,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments[:1] == ["demo"]:  # the demo parses its own options
             return run_demo(arguments[1:])
+        if arguments[:1] == ["advise"]:  # so does advise
+            return run_advise(arguments[1:])
         parser = build_parser()
         args = parser.parse_args(arguments)
         if args.command is None:

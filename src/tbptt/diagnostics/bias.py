@@ -1,0 +1,154 @@
+"""Truncation bias: how far the TBPTT(k1, k2) gradient is from the full BPTT gradient.
+
+Both are gradients of the same objective, the mean loss over the sample (masked
+elements excluded), at the same parameters. The **summed TBPTT gradient** compared
+here is the count-weighted sum of the window gradients of ``semantics.md``::
+
+    g(k1, k2) = sum_n (c_n / C) dL_n/dθ      c_n valid elements of window n, C = sum_n c_n
+
+so that each loss step's gradient enters with the weight it has in the full
+gradient, truncated as TBPTT(k1, k2) truncates it; g(T, T) is the full gradient
+exactly. (The plain sum ``sum_n dL_n/dθ``, what SGD applies over one pass at fixed
+parameters, is the same direction when the windows have equal counts, and larger by
+the number of windows: cosines agree, relative errors would not.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tbptt.diagnostics.flow import cosine, flat, trainable
+from tbptt.engine import LossFn, Runner
+from tbptt.memory import SavedTensors
+from tbptt.state import State
+
+
+@dataclass
+class Truncated:
+    """One truncation's gradient on the sample and what it cost to compute."""
+
+    k1: int | None
+    k2: int | None
+    gradient: Tensor
+    """``(P,)``: g(k1, k2), flattened in ``model.parameters()`` order."""
+    seconds: float
+    """Wall time of the forward and backward passes of all windows."""
+    activation_bytes: int
+    """The most bytes autograd saved for one window's backward (exact, any device)."""
+    windows: int
+    device_peak_bytes: int | None = None
+    """On CUDA: the peak memory allocated while computing it (``None`` elsewhere)."""
+
+
+@dataclass
+class Bias:
+    """A truncation against full BPTT: ``cosine`` and ``relative_error`` =
+    ``||g(k1, k2) - g_full|| / ||g_full||``, with the cost of each."""
+
+    k1: int
+    k2: int
+    cosine: float
+    relative_error: float
+    seconds: float
+    activation_bytes: int
+    windows: int
+    device_peak_bytes: int | None = None
+
+
+def truncated_gradient(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: LossFn,
+    k1: int | None,
+    k2: int | None = None,
+    *,
+    state: State = None,
+    resets: Tensor | None = None,
+    mask: Tensor | None = None,
+    checkpoint: bool | int = False,
+) -> Truncated:
+    """g(k1, k2) on ``inputs: (T, B, ...)`` (see the module), timed and its activation
+    memory counted; ``k1=None`` is full BPTT. ``checkpoint``: recompute activations in
+    the backward pass (:class:`tbptt.Runner`), the same gradient in less memory."""
+    params = trainable(model)
+    runner = Runner(model, loss_fn, k1, k2, state=state, checkpoint=checkpoint)
+    meter = SavedTensors(exclude=params)
+    total, count, windows = None, torch.zeros((), device=inputs.device), 0
+    synchronize(inputs.device)
+    if inputs.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(inputs.device)
+    start = time.perf_counter()
+    with meter:
+        for window in runner.windows(inputs, targets, resets=resets, mask=mask):
+            grads = torch.autograd.grad(window.loss, params, allow_unused=True)
+            meter.release()
+            weighted = flat(grads, params) * window.count
+            total = weighted if total is None else total + weighted
+            count, windows = count + window.count, windows + 1
+    assert total is not None
+    gradient = total / count.clamp(min=1)
+    synchronize(inputs.device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(inputs.device) if inputs.device.type == "cuda" else None
+    return Truncated(k1, k2, gradient, seconds, meter.peak_bytes, windows, peak)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU, so a timing covers the work (a CPU-GPU sync point)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compare(truncated: Truncated, full: Truncated, steps: int) -> Bias:
+    """``truncated`` against the full gradient ``full`` over ``steps`` steps."""
+    reference = full.gradient
+    error = (truncated.gradient - reference).norm() / reference.norm().clamp(min=1e-30)
+    k1 = steps if truncated.k1 is None else truncated.k1
+    k2 = steps if truncated.k2 is None else truncated.k2
+    return Bias(
+        k1,
+        k2,
+        float(cosine(truncated.gradient, reference)),
+        float(error),
+        truncated.seconds,
+        truncated.activation_bytes,
+        truncated.windows,
+        truncated.device_peak_bytes,
+    )
+
+
+def truncation_bias(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: LossFn,
+    truncations: list[tuple[int, int]],
+    *,
+    state: State = None,
+    resets: Tensor | None = None,
+    mask: Tensor | None = None,
+    checkpoint: bool | int = False,
+) -> tuple[list[Bias], Truncated]:
+    """The bias of each TBPTT(k1, k2) in ``truncations`` on one sample, and the full
+    BPTT gradient it is measured against (its time and memory are the baseline).
+
+    ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``, ``resets, mask: (T, B)``. Call
+    ``model.eval()`` first if it has dropout. ``checkpoint=True`` computes the full
+    gradient by checkpointed BPTT (for samples whose full BPTT does not fit in memory);
+    its time and memory are then those of checkpointed BPTT.
+    """
+    options = {"state": state, "resets": resets, "mask": mask}
+    full = truncated_gradient(
+        model, inputs, targets, loss_fn, None, checkpoint=checkpoint, **options
+    )
+    steps = inputs.shape[0]
+    rows = [
+        compare(truncated_gradient(model, inputs, targets, loss_fn, k1, k2, **options), full, steps)
+        for k1, k2 in truncations
+    ]
+    return rows, full

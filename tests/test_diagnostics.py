@@ -1,0 +1,297 @@
+"""Gradient flow, truncation bias and the advisor, against analytic results and a
+per-step autograd unroll (``tests/naive.py``), in float64."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tbptt import diagnostics, losses, models
+from tbptt.data import tasks
+from tbptt.diagnostics.flow import default_ends
+from tests import naive
+from tests.models_for_tests import DictStateCell
+
+
+class LinearRNN(nn.Module):
+    """``h_i = W h_{i-1} + U x_i``, ``y_i = V h_i``, stepped in Python."""
+
+    def __init__(self, recurrent: torch.Tensor, inputs: int, outputs: int) -> None:
+        super().__init__()
+        hidden = recurrent.shape[0]
+        self.recurrent = nn.Parameter(recurrent)
+        self.input = nn.Parameter(torch.randn(hidden, inputs, dtype=torch.float64))
+        self.output = nn.Parameter(torch.randn(outputs, hidden, dtype=torch.float64))
+
+    def forward(self, x, state=None):
+        h = x.new_zeros(x.shape[1], self.recurrent.shape[0]) if state is None else state
+        outputs = []
+        for x_i in x:
+            h = h @ self.recurrent.T + x_i @ self.input.T
+            outputs.append(h @ self.output.T)
+        return torch.stack(outputs), h
+
+
+class ShiftRegister(nn.Module):
+    """An exact delay line over one-hot tokens: slot 0 holds ``U onehot(x_i)``, slot j
+    the token of j steps ago (a fixed shift), and the logits read slot ``delay``
+    through ``V``. Only U and V train, so the gradient of a loss step comes from lag
+    0 (V) and from lag ``delay`` (U), nowhere else."""
+
+    def __init__(self, tokens: int, delay: int) -> None:
+        super().__init__()
+        self.tokens, self.delay = tokens, delay
+        self.write = nn.Parameter(torch.eye(tokens, dtype=torch.float64))
+        self.read = nn.Parameter(torch.eye(tokens, dtype=torch.float64))
+
+    def forward(self, x, state=None):
+        shape = (x.shape[1], self.delay + 1, self.tokens)
+        h = torch.zeros(shape, dtype=torch.float64) if state is None else state
+        outputs = []
+        for x_i in x:
+            written = nn.functional.one_hot(x_i, self.tokens).double() @ self.write.T
+            h = torch.cat([written.unsqueeze(1), h[:, :-1]], 1)
+            outputs.append(h[:, self.delay] @ self.read.T)
+        return torch.stack(outputs), h
+
+
+def orthogonal(size: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    return q
+
+
+@pytest.mark.parametrize("radius", [0.5, 0.9, 1.0, 1.1])
+def test_linear_rnn_gradient_norm_decays_as_the_spectral_radius_to_the_lag(radius):
+    torch.manual_seed(0)
+    model = LinearRNN(radius * orthogonal(6, seed=1), inputs=2, outputs=3)
+    inputs = torch.randn(30, 4, 2, dtype=torch.float64)
+    targets = torch.randn(30, 4, 3, dtype=torch.float64)
+    flow = diagnostics.gradient_flow(model, inputs, targets, losses.mse, ends=[20, 24, 29])
+    every_pair = flow.state_count == 3 * 4  # lags that every (end, stream) pair reaches
+    assert every_pair[:20].all()
+    lags = torch.arange(len(flow.state_norm), dtype=torch.float64)
+    expected = flow.state_norm[0] * radius ** lags[every_pair]
+    torch.testing.assert_close(flow.state_norm[every_pair], expected, rtol=1e-9, atol=0)
+    assert flow.decay_rate() == pytest.approx(radius, rel=1e-9)
+    horizon = flow.geometric_horizon(0.95)
+    if radius >= 1:
+        assert horizon is None
+    else:
+        allowed = math.sqrt(1 - 0.95**2)
+        assert radius ** (horizon + 1) <= allowed < radius**horizon
+
+
+def leaves(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    children = state.values() if isinstance(state, dict) else state
+    return [leaf for child in children for leaf in leaves(child)]
+
+
+def requiring_grad(state):
+    if isinstance(state, torch.Tensor):
+        return state.requires_grad_()
+    if isinstance(state, dict):
+        return {key: requiring_grad(value) for key, value in state.items()}
+    return type(state)(requiring_grad(s) for s in state)
+
+
+def detached_run(model, inputs, state, resets, start):
+    """The state entering step ``start``, computed step by step without gradient."""
+    h = state
+    with torch.no_grad():
+        for i in range(start):
+            _, h = naive.step(model, inputs[i], h, resets[i])
+    return None if h is None else naive.detach_state(h)
+
+
+def naive_flow(model, inputs, targets, loss_fn, ends, resets, mask):
+    """Cumulative gradients and mean state gradient norms per lag, by running every
+    (end, lag) from a detached state with an autograd unroll."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    count = sum(int(mask[end].sum()) for end in ends)
+    cumulative, norms = [], []
+    for lag in range(max(ends) + 1):
+        total = [torch.zeros_like(p) for p in params]
+        found = []
+        for end in ends:
+            start = max(end - lag, 0)  # an end point with fewer lags counts in full
+            h = detached_run(model, inputs, None, resets, start)
+            if h is not None:
+                h = requiring_grad(h)
+            read = h
+            for i in range(start, end + 1):
+                y, h = naive.step(model, inputs[i], h, resets[i])
+            per_stream = loss_fn(y.unsqueeze(0), targets[end : end + 1])[0]
+            for b in range(inputs.shape[1]):
+                if not mask[end, b]:
+                    continue
+                wanted = params + ([] if read is None else leaves(read))
+                grads = torch.autograd.grad(
+                    per_stream[b], wanted, retain_graph=True, allow_unused=True
+                )
+                for t, g in zip(total, grads[: len(params)], strict=True):
+                    if g is not None:
+                        t += g / count
+                crossed = bool(resets[start : end + 1, b].any())
+                if read is not None and not crossed and end >= lag:
+                    rows = [g[b] for g in grads[len(params) :] if g is not None]
+                    found.append(torch.sqrt(sum(r.square().sum() for r in rows)))
+        cumulative.append(torch.cat([t.flatten() for t in total]))
+        norms.append(torch.stack(found).mean() if found else torch.tensor(math.nan))
+    return cumulative, torch.stack(norms).double()
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru", "dict"])
+def test_flow_matches_a_per_lag_autograd_unroll(kind):
+    torch.manual_seed(0)
+    if kind == "dict":
+        model = DictStateCell(3, 4, 2).double()
+    else:
+        model = models.RecurrentNetwork(kind, 4, input_size=3, output_size=2, num_layers=2)
+        model = model.double()
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randn(9, 3, 3, generator=generator, dtype=torch.float64)
+    targets = torch.randn(9, 3, 2, generator=generator, dtype=torch.float64)
+    resets = torch.zeros(9, 3, dtype=torch.bool)
+    resets[4, 1] = resets[6, 2] = True
+    mask = torch.ones(9, 3, dtype=torch.bool)
+    mask[8, 0] = False
+    ends = [5, 8]
+    flow = diagnostics.gradient_flow(
+        model, inputs, targets, losses.mse, resets=resets, mask=mask, ends=ends
+    )
+    cumulative, norms = naive_flow(model, inputs, targets, losses.mse, ends, resets, mask)
+    torch.testing.assert_close(flow.gradient, cumulative[-1], rtol=1e-9, atol=1e-12)
+    previous = torch.zeros_like(cumulative[0])
+    for lag, total in enumerate(cumulative):
+        share = (total - previous).norm()
+        assert float(flow.contribution_norm[lag]) == pytest.approx(float(share), abs=1e-12)
+        expected = float(total @ cumulative[-1] / (total.norm() * cumulative[-1].norm()))
+        assert float(flow.cumulative_cosine[lag]) == pytest.approx(expected, abs=1e-9)
+        previous = total
+    torch.testing.assert_close(flow.state_norm, norms, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_default_ends_cover_the_second_half_and_the_last_step():
+    assert default_ends(100, 4) == [50, 66, 83, 99]
+    assert default_ends(3, 8) == [1, 2]
+
+
+def lstm_and_data(steps=12, batch=3):
+    torch.manual_seed(0)
+    model = models.LSTM(4, input_size=3, output_size=2, num_layers=2).double()
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(steps, batch, 3, generator=generator, dtype=torch.float64)
+    targets = torch.randn(steps, batch, 2, generator=generator, dtype=torch.float64)
+    resets = torch.rand(steps, batch, generator=generator) < 0.1
+    mask = torch.rand(steps, batch, generator=generator) < 0.8
+    return model, inputs, targets, resets, mask
+
+
+@pytest.mark.parametrize("k1, k2", [(3, 3), (2, 5), (1, 4), (5, 5), (12, 12)])
+def test_truncated_gradient_is_the_count_weighted_sum_of_window_gradients(k1, k2):
+    model, inputs, targets, resets, mask = lstm_and_data()
+    got = diagnostics.truncated_gradient(
+        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
+    )
+    windows = naive.window_gradients(
+        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
+    )
+    bounds = naive.window_bounds(inputs.shape[0], k1, k2)
+    counts = [int(mask[loss_start:end].sum()) for _, loss_start, end in bounds]
+    names = [name for name, _ in model.named_parameters()]
+    expected = sum(
+        count * torch.cat([window[name].flatten() for name in names])
+        for count, window in zip(counts, windows, strict=True)
+    ) / sum(counts)
+    torch.testing.assert_close(got.gradient, expected, rtol=1e-9, atol=1e-12)
+    assert got.windows == len(bounds)
+
+
+def test_the_bias_at_k_equal_to_the_sequence_length_is_zero():
+    model, inputs, targets, resets, mask = lstm_and_data()
+    rows, full = diagnostics.truncation_bias(
+        model, inputs, targets, losses.mse, [(12, 12), (3, 12), (4, 4)], resets=resets, mask=mask
+    )
+    for row in rows[:1]:
+        assert row.cosine == pytest.approx(1.0, abs=1e-12)
+        assert row.relative_error == pytest.approx(0.0, abs=1e-12)
+    assert rows[2].relative_error > 1e-6  # k = 4 truncates
+    assert full.activation_bytes > rows[2].activation_bytes > 0
+
+
+def recall_task(delay, steps, batch=4):
+    data = tasks.delayed_recall(batch, delay, steps=steps, symbols=4, seed=0)
+    return ShiftRegister(4, delay), data
+
+
+def test_the_bias_falls_as_k_grows_on_a_long_dependency():
+    delay, steps = 6, 64
+    model, data = recall_task(delay, steps)
+    ks = [2, 4, 8, 16, 32, 64]
+    rows, _ = diagnostics.truncation_bias(
+        model,
+        data.inputs,
+        data.targets,
+        losses.cross_entropy,
+        [(k, k) for k in ks],
+        mask=data.mask,
+    )
+    errors = [row.relative_error for row in rows]
+    cosines = [row.cosine for row in rows]
+    # windows no longer than the delay never link a target to its symbol: same bias
+    assert errors[0] == pytest.approx(errors[1], rel=1e-9)
+    assert all(later < earlier for earlier, later in zip(errors[1:], errors[2:], strict=False))
+    assert all(later > earlier for earlier, later in zip(cosines[1:], cosines[2:], strict=False))
+    assert errors[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_advisor_picks_the_delay_of_the_copy_task():
+    delay, copy_length = 5, 3
+    lag = copy_length + delay + 1  # from a symbol to its copy
+    data = tasks.copy_memory(4, delay, symbols=4, copy_length=copy_length, seed=0)
+    mask = data.targets != tasks.BLANK  # the loss on the copied symbols only
+    model = ShiftRegister(data.num_classes, lag)
+    steps = data.inputs.shape[0]
+    truncations = [(1, k2) for k2 in range(1, steps + 1)]
+    advice = diagnostics.advise(
+        model, data.inputs, data.targets, losses.cross_entropy, truncations, mask=mask
+    )
+    assert advice.recommended is not None
+    assert advice.recommended.k2 - 1 == lag  # every loss step then sees `lag` steps back
+    assert advice.horizon == lag
+    before = [row.cosine for row in advice.rows if row.k2 - 1 < lag]
+    assert max(before) < 0.95 and advice.recommended.cosine == pytest.approx(1.0, abs=1e-12)
+    assert "recommended: TBPTT(1, 10)" in diagnostics.verdict(advice)
+    assert "TBPTT(1, 10)" in diagnostics.table(advice)
+
+
+def test_the_checkpointed_reference_is_the_full_gradient():
+    model, inputs, targets, resets, mask = lstm_and_data()
+    options = {"resets": resets, "mask": mask}
+    _, plain = diagnostics.truncation_bias(model, inputs, targets, losses.mse, [], **options)
+    _, saved = diagnostics.truncation_bias(
+        model, inputs, targets, losses.mse, [], checkpoint=3, **options
+    )
+    torch.testing.assert_close(saved.gradient, plain.gradient, rtol=1e-10, atol=1e-13)
+
+
+def test_max_lag_follows_the_same_gradients_over_fewer_steps():
+    model, inputs, targets, resets, mask = lstm_and_data(steps=20)
+    options = {"resets": resets, "mask": mask, "ends": [14, 19]}
+    whole = diagnostics.gradient_flow(model, inputs, targets, losses.mse, **options)
+    near = diagnostics.gradient_flow(model, inputs, targets, losses.mse, max_lag=5, **options)
+    assert len(near.state_norm) == 20 - (14 - 5)
+    torch.testing.assert_close(near.state_norm[:6], whole.state_norm[:6], rtol=1e-10, atol=0)
+    torch.testing.assert_close(near.state_count[:6], whole.state_count[:6])
+
+
+def test_bad_tolerance_is_refused():
+    model, inputs, targets, _, _ = lstm_and_data()
+    with pytest.raises(diagnostics.advice.TBPTTError, match="tolerance"):
+        diagnostics.advise(model, inputs, targets, losses.mse, tolerance=1.5)
