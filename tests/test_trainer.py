@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,14 +76,13 @@ def test_regression_and_classification_metrics():
     assert metrics["loss"] == metrics["mse"] and metrics["mae"] > 0
 
 
-def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path):
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, number):
     uninterrupted = make_trainer(tmp_path / "whole")
     uninterrupted.fit()
 
     stopped = make_trainer(tmp_path / "run")
-    stopped.log.callbacks.append(
-        lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
-    )
+    stopped.log.callbacks.append(lambda r: r["window"] == 17 and os.kill(os.getpid(), number))
     result = stopped.fit()
     assert result["interrupted"] == 1.0 and stopped.window == 17
 
@@ -100,28 +97,6 @@ def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path):
         if '"train"' in line
     ]
     assert windows == list(range(1, WINDOWS + 1))  # logged once each, across the stop
-
-
-@pytest.mark.parametrize("kill_at", [5, 22])
-def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_exactly(tmp_path, kill_at):
-    whole = make_trainer(None)
-    whole.fit()
-    command = [sys.executable, "-m", "tests.resumable_run", str(tmp_path)]
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == f"window {kill_at}":
-                process.kill()  # SIGKILL: no handler runs, no cleanup
-                break
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["position"]["window"] <= kill_at
-    done = subprocess.run(
-        command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    final = torch.load(tmp_path / "final.pt", weights_only=True)
-    assert_same_parameters(final, whole.model.state_dict())
 
 
 def test_checkpoints_refuse_damage_code_and_foreign_files(tmp_path):
@@ -180,7 +155,7 @@ def test_patience_stops_a_run_that_no_longer_improves():
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
         ({"schedule": "cyclic"}, "schedule must be one of"),
-        ({"clip_norm": 0.0}, "clip_norm must be > 0"),
+        ({"clip_norm": 0.0}, "clip_norm must be finite and > 0"),
         ({"max_windows": 0}, "max_windows must be >= 1"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -12,6 +13,8 @@ from typing import IO
 
 from tbptt.errors import TBPTTError
 
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+"""The name of an :func:`atomic_write` temporary file."""
 UTF8_FIX = "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 in.txt > out.txt)"
 
 
@@ -88,3 +91,14 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     finally:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writes cut short by a crash left in ``folder``
+    (their targets still hold the last complete version); returns what was deleted."""
+    folder = Path(folder)
+    stale = [path for path in folder.glob(".*.tmp") if TEMPORARY.fullmatch(path.name)]
+    for path in stale:
+        with suppress(FileNotFoundError):
+            path.unlink()
+    return stale

@@ -29,7 +29,7 @@ from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of, parse_device
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
-from tbptt.files import file_error
+from tbptt.files import file_error, remove_temporaries
 from tbptt.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
 from tbptt.windows import check_truncation
@@ -159,6 +159,9 @@ class Trainer:
         )
         self.scheduler = self._schedule()
         self.log = MetricsLog(None if run_dir is None else Path(run_dir), callbacks)
+        if run_dir is not None:  # what a crash cut short (the targets are whole)
+            for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+                remove_temporaries(folder)
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self.rollbacks, self.skips_in_row = 0, 0
