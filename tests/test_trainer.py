@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -132,14 +133,18 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
     path = tmp_path / "checkpoints" / "latest.pt"
     before = path.read_bytes()
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    trainer.window += 1  # a new state to save
 
-    monkeypatch.setattr(torch, "save", disk_full)
+    def disk_full(descriptor):  # the data were written, but cannot reach the disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         trainer.save("latest")
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary left
+    monkeypatch.undo()
+    assert checkpoint.load(path)["position"]["window"] == 3  # the previous one, whole
 
 
 def test_patience_stops_a_run_that_no_longer_improves():

@@ -46,6 +46,10 @@ def loads(data: bytes, map_location: str | torch.device = "cpu") -> dict[str, An
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save`; refuses code, damage and foreign files."""
     path = check_file(path, "checkpoint")
+    problem = "is damaged or truncated, or not a PyTorch file"
+    damaged = file_error(path, "", problem, "use another checkpoint, e.g. the run's best.pt")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise damaged
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -53,8 +57,7 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         fix = "only load checkpoints written by tbptt; never unpickle files you do not trust"
         raise file_error(path, "", problem, fix) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        problem = "is damaged or truncated, or not a PyTorch file"
-        raise file_error(path, "", problem, "use another checkpoint, e.g. best.pt") from error
+        raise damaged from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise file_error(
             path, "", "is not a tbptt checkpoint", "give a file from a run's checkpoints/"
