@@ -401,17 +401,26 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
     config = replace(
         config, train=replace(config.train, **options.get("train", {})), run_dir=run_dir
     )
+    check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
     trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
     trainer.resume(path)
-    limit = config.train.max_windows
-    if trainer.epoch >= config.train.epochs or (limit is not None and trainer.window >= limit):
-        raise TBPTTError(
-            f"{run_dir}: the run is complete (epoch {trainer.epoch}, window {trainer.window}); "
-            "raise --epochs or --max-windows to train it further"
-        )
     write_config(Path(run_dir), config)
     return fit(trainer, config, run, output)
+
+
+def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainConfig) -> None:
+    """Refuse to resume a run its checkpoint says is complete (before writing anything)."""
+    position = state.get("position")
+    if not isinstance(position, dict):
+        return  # a damaged checkpoint: resuming it says what is wrong
+    epoch, window = position.get("epoch", 0), position.get("window", 0)
+    limit = train_config.max_windows
+    if epoch >= train_config.epochs or (limit is not None and window >= limit):
+        raise TBPTTError(
+            f"{run_dir}: the run is complete (epoch {epoch}, window {window}); "
+            "raise --epochs or --max-windows to train it further"
+        )
 
 
 def windows_per_epoch(train_config: TrainConfig, streams: Streams) -> int:

@@ -38,7 +38,7 @@ def scale_learning_rate(
 def diverged(max_skips: int, failed_at: int, max_rollbacks: int, lr: float) -> TBPTTError:
     """The error that ends a run rollbacks could not save."""
     return TBPTTError(
-        f"training diverged: {max_skips} updates in a row after update {failed_at} had a "
+        f"training diverged at update {failed_at + 1}: {max_skips} updates in a row had a "
         f"non-finite loss or gradient, and {max_rollbacks} rollbacks (learning rate "
         f"lowered to {lr:.3g}) did not help; check the data for NaN or inf and lower --lr "
         "or --clip-norm (the last good checkpoint is kept)"
