@@ -72,8 +72,9 @@ def decode_error(path: Path) -> TBPTTError:
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
-    Writes go to a temporary file in the same folder, renamed over ``path`` with
-    ``os.replace`` only when the ``with`` block ends without an exception; on an
+    Writes go to a temporary file in the same folder, fsynced and renamed over
+    ``path`` with ``os.replace`` only when the ``with`` block ends without an
+    exception (then the folder is fsynced, so the rename survives a power cut); on an
     exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
@@ -88,9 +89,20 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        sync_folder(path.parent)
     finally:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut (POSIX; elsewhere a no-op)."""
+    if hasattr(os, "O_DIRECTORY"):
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

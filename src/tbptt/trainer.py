@@ -131,6 +131,9 @@ class Trainer:
         extra: plain data saved in every checkpoint (the resolved config, the
             vocabulary), for whoever loads it.
         callbacks: called with every record (a dict) as it is logged.
+
+    The latest checkpoint is also kept in host memory (as bytes), the point a
+    rollback returns to, so recovery needs no disk and works without ``run_dir``.
     """
 
     def __init__(
@@ -200,7 +203,7 @@ class Trainer:
                     self.train_batch(batch)
                     self.batch += 1
                     if self.skips_in_row >= self.config.max_skips:
-                        self.roll_back()
+                        self._roll_back()
                         break  # continue from the restored position
                     result = self._after_batch() or result
                     if stop.requested or self._done():
@@ -256,19 +259,20 @@ class Trainer:
             self.runner.reset()
             logger.warning("restarted the streams: their state was not finite")
 
-    def roll_back(self) -> None:
+    def _roll_back(self) -> None:
         """Return to the last checkpoint (or the start) with the learning rate times
         ``rollback_lr_factor``, keeping the counts of skips and rollbacks; after
-        ``max_rollbacks`` rollbacks, raise ``TBPTTError`` instead."""
+        ``max_rollbacks`` rollbacks, return there and raise ``TBPTTError``."""
         skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
         failed_lr, config = self.optimizer.param_groups[0]["lr"], self.config
         assert self._good is not None
         self.load_state_dict(checkpoint.loads(self._good, self.device))
+        saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
+        self.rollbacks = min(rollbacks, config.max_rollbacks)
         if rollbacks > config.max_rollbacks:
             raise diverged(config.max_skips, failed_at, config.max_rollbacks, failed_lr)
-        ratio = config.rollback_lr_factor ** (rollbacks - self.rollbacks)
+        ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
         lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
-        self.skipped, self.rollbacks, self.skips_in_row = skipped, rollbacks, 0
         self._loss_sum, self._loss_count = 0.0, 0
         self.log.truncate(self.window)
         logger.warning("rolled back from update %d to %d, lr %.3g", failed_at, self.window, lr)
@@ -408,6 +412,8 @@ class Trainer:
     def save(self, name: str) -> None:
         """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
         ``latest`` one is also kept in memory as the point a rollback returns to."""
+        if name != "latest" and self.log.run_dir is None:
+            return
         data = checkpoint.dumps(self.state_dict())
         if name == "latest":
             self._good = data
