@@ -51,6 +51,7 @@ def main(run_dir: str, resume: bool) -> None:
         if record["kind"] == "train":
             print(f"window {record['window']}", flush=True)
 
+    torch.set_num_threads(1)  # tiny shapes; and the same reductions as the test's run
     trainer = make_trainer(Path(run_dir))
     trainer.log.callbacks.append(announce)
     if resume:

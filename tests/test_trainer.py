@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,19 +77,18 @@ def test_regression_and_classification_metrics():
     assert metrics["loss"] == metrics["mse"] and metrics["mae"] > 0
 
 
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"k1_std": 1.0, "checkpoint_activations": True}],
     ids=["fixed", "random-k1-checkpointed"],
 )
-def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path, overrides):
+def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, overrides, number):
     uninterrupted = make_trainer(tmp_path / "whole", **overrides)
     uninterrupted.fit()
 
     stopped = make_trainer(tmp_path / "run", **overrides)
-    stopped.log.callbacks.append(
-        lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
-    )
+    stopped.log.callbacks.append(lambda r: r["window"] == 17 and os.kill(os.getpid(), number))
     result = stopped.fit()
     assert result["interrupted"] == 1.0 and stopped.window == 17
 
@@ -111,28 +109,6 @@ def logged_windows(run_dir: Path) -> list[int]:
         for line in (run_dir / "metrics.jsonl").read_text().splitlines()
         if '"train"' in line
     ]
-
-
-@pytest.mark.parametrize("kill_at", [5, 22])
-def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_exactly(tmp_path, kill_at):
-    whole = make_trainer(None)
-    whole.fit()
-    command = [sys.executable, "-m", "tests.resumable_run", str(tmp_path)]
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == f"window {kill_at}":
-                process.kill()  # SIGKILL: no handler runs, no cleanup
-                break
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["position"]["window"] <= kill_at
-    done = subprocess.run(
-        command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    final = torch.load(tmp_path / "final.pt", weights_only=True)
-    assert_same_parameters(final, whole.model.state_dict())
 
 
 def test_checkpoints_refuse_damage_code_and_foreign_files(tmp_path):
@@ -168,14 +144,18 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
     path = tmp_path / "checkpoints" / "latest.pt"
     before = path.read_bytes()
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    trainer.window += 1  # a new state to save
 
-    monkeypatch.setattr(torch, "save", disk_full)
+    def disk_full(descriptor):  # the data were written, but cannot reach the disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         trainer.save("latest")
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt", "latest.pt"]  # no temp
+    monkeypatch.undo()
+    assert checkpoint.load(path)["position"]["window"] == 3  # the previous one, whole
 
 
 def test_patience_stops_a_run_that_no_longer_improves():
@@ -241,7 +221,7 @@ def test_checkpointed_training_takes_the_same_steps():
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
         ({"schedule": "cyclic"}, "schedule must be one of"),
-        ({"clip_norm": 0.0}, "clip_norm must be > 0"),
+        ({"clip_norm": 0.0}, "clip_norm must be finite and > 0"),
         ({"max_windows": 0}, "max_windows must be >= 1"),
     ],
 )

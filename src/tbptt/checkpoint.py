@@ -9,6 +9,7 @@ is refused.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -22,16 +23,33 @@ FORMAT = "tbptt-checkpoint"
 VERSION = 1
 
 
-def save(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write ``payload`` (tensors, numbers, strings, lists, tuples, dicts) to ``path``
-    atomically, tagged with the checkpoint format and version."""
+def save(path: str | os.PathLike[str], payload: dict[str, Any] | bytes) -> None:
+    """Write ``payload`` (tensors, numbers, strings, lists, tuples, dicts; or what
+    :func:`dumps` made of them) to ``path`` atomically."""
+    data = payload if isinstance(payload, bytes) else dumps(payload)
     with atomic_write(path) as file:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, file)
+        file.write(data)
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    """``payload`` as the bytes of a checkpoint, tagged with the format and version."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    return buffer.getvalue()
+
+
+def loads(data: bytes, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The payload of checkpoint bytes from :func:`dumps` (loaded as safely as a file)."""
+    return dict(torch.load(io.BytesIO(data), map_location=map_location, weights_only=True))
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save`; refuses code, damage and foreign files."""
     path = check_file(path, "checkpoint")
+    problem = "is damaged or truncated, or not a PyTorch file"
+    damaged = file_error(path, "", problem, "use another checkpoint, e.g. the run's best.pt")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise damaged
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -39,8 +57,7 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         fix = "only load checkpoints written by tbptt; never unpickle files you do not trust"
         raise file_error(path, "", problem, fix) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        problem = "is damaged or truncated, or not a PyTorch file"
-        raise file_error(path, "", problem, "use another checkpoint, e.g. best.pt") from error
+        raise damaged from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise file_error(
             path, "", "is not a tbptt checkpoint", "give a file from a run's checkpoints/"

@@ -11,6 +11,7 @@ after writing its checkpoint.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import math
@@ -51,6 +52,8 @@ TRAIN_EXAMPLES = """examples:
 a config file (TOML) has sections [model], [data], [train] with the options below
 as keys (underscores, not dashes) and run_dir at the top; options override it."""
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+"""Errors of a full disk (or quota)."""
 TRAIN_SECTIONS: dict[str, type] = {**SECTIONS, "run": RunConfig}
 """The option groups of ``train``: the config file's sections, then the top-level keys."""
 FLAG_PRIORITY = ("train", "model", "data", "run")
@@ -305,9 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a folder that cannot be created, a full disk
         where = f": {error.filename}" if error.filename else ""
         problem = error.strerror or str(error)
-        print(
-            f"tbptt: error{where}: {problem}; check the path and its permissions", file=sys.stderr
-        )
+        full = error.errno in FULL
+        fix = "free some disk space" if full else "check the path and its permissions"
+        print(f"tbptt: error{where}: {problem}; {fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tbptt: interrupted", file=sys.stderr)

@@ -42,6 +42,7 @@ from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, rea
 from tbptt.data.tasks import METRICS, TASKS, TaskData
 from tbptt.data.text import split
 from tbptt.data.tokens import read_runs
+from tbptt.devices import device_of
 from tbptt.engine import LossFn
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write, file_error
@@ -350,20 +351,30 @@ def make_trainer(
 
 
 def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
-    """``tbptt train``: a new run. Nothing is written until the data and the model
-    are built, and an existing run directory only with ``overwrite``."""
+    """``tbptt train``: a new run. Nothing is written until the data, the model and
+    the device are checked, and an existing run directory only with ``overwrite``. A
+    run that fails before its first checkpoint leaves nothing behind."""
     config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
     check_run_dir(run_dir, overwrite)
+    device_of(config.train.device)
     run = build_data(config)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, run.sizes)
-    if overwrite and run_dir.is_dir():
+    existed = run_dir.is_dir()
+    if overwrite and existed:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, config)
-    return fit(make_trainer(config, run, model, output), config, run, output)
+    try:
+        write_config(run_dir, config)
+        return fit(make_trainer(config, run, model, output), config, run, output)
+    except BaseException:
+        if not (run_dir / "checkpoints" / "latest.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if existed:
+                run_dir.mkdir()
+        raise
 
 
 def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -380,24 +391,36 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
             f"--resume continues a run with its saved config, so {', '.join(changed)} "
             f"cannot change (only {allowed} can); start a new run to change them"
         )
+    if not Path(run_dir).is_dir():
+        raise file_error(run_dir, "", "is not a run directory", "give the --run-dir of a run")
     path = Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():
-        raise file_error(path, "", "no checkpoint to resume from", "check the run directory")
+        problem = "holds no checkpoints/latest.pt to resume from"
+        raise file_error(run_dir, "", problem, "give the --run-dir of a run that saved one")
     state, saved, config = open_checkpoint(path)
     config = replace(
         config, train=replace(config.train, **options.get("train", {})), run_dir=run_dir
     )
+    check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
     trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
     trainer.resume(path)
-    limit = config.train.max_windows
-    if trainer.epoch >= config.train.epochs or (limit is not None and trainer.window >= limit):
-        raise TBPTTError(
-            f"{run_dir}: the run is complete (epoch {trainer.epoch}, window {trainer.window}); "
-            "raise --epochs or --max-windows to train it further"
-        )
     write_config(Path(run_dir), config)
     return fit(trainer, config, run, output)
+
+
+def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainConfig) -> None:
+    """Refuse to resume a run its checkpoint says is complete (before writing anything)."""
+    position = state.get("position")
+    if not isinstance(position, dict):
+        return  # a damaged checkpoint: resuming it says what is wrong
+    epoch, window = position.get("epoch", 0), position.get("window", 0)
+    limit = train_config.max_windows
+    if epoch >= train_config.epochs or (limit is not None and window >= limit):
+        raise TBPTTError(
+            f"{run_dir}: the run is complete (epoch {epoch}, window {window}); "
+            "raise --epochs or --max-windows to train it further"
+        )
 
 
 def windows_per_epoch(train_config: TrainConfig, streams: Streams) -> int:
@@ -416,7 +439,10 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
     output.start(total, trainer.window)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except OSError as error:  # a full disk, a folder gone or read-only
+        raise write_error(error, Path(str(config.run_dir))) from error
     interrupted = result.pop("interrupted", 0.0)
     if run.task_validation is not None and config.data.task is not None:
         result.update(task_metric(trainer.model, config.data.task, run.task_validation))
@@ -427,16 +453,35 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     return 0
 
 
+def write_error(error: OSError, run_dir: Path) -> TBPTTError:
+    """The error for a run that could not write its files, and how to go on."""
+    problem = f"writing the run failed ({error.strerror or error})"
+    fix = "free some disk space (or fix the folder's permissions)"
+    if (run_dir / "checkpoints" / "latest.pt").exists():
+        fix += f", then continue from the last complete checkpoint: tbptt train --resume {run_dir}"
+    else:
+        fix += ", then start the run again"
+    return file_error(run_dir, "", problem, fix)
+
+
 def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]:
     """A run's checkpoint, its ``extra`` and its config; a directory means its
     ``checkpoints/best.pt`` (or ``latest.pt``)."""
     path = Path(path)
     if path.is_dir():
         best, latest = path / "checkpoints" / "best.pt", path / "checkpoints" / "latest.pt"
+        if not (best.exists() or latest.exists()):
+            problem = "is a folder but not a run directory (no checkpoints/best.pt or latest.pt)"
+            raise file_error(path, "", problem, "give a run directory or a checkpoint file")
         path = best if best.exists() else latest
     state = checkpoint.load(path)
     saved = state.get("extra")
-    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("config"), dict)
+        and isinstance(saved.get("sizes"), dict)
+        and isinstance(state.get("model"), dict)
+    ):
         problem = "holds no run config (it was not written by tbptt train)"
         raise file_error(path, "", problem, "give a checkpoint from a run's checkpoints/")
     return state, saved, from_dict(saved["config"], f"{path}: its config")
@@ -446,15 +491,16 @@ def load_model(
     path: str, settings: EvalConfig | GenerateConfig
 ) -> tuple[RecurrentNetwork, Saved, RunConfig]:
     """The trained model of a checkpoint (on ``settings.device``), its extra and config."""
+    device = device_of(settings.device)
     state, saved, config = open_checkpoint(path)
     model = build_model(config.model, saved["sizes"])
     try:
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as error:
+    except (RuntimeError, KeyError, TypeError) as error:
         raise file_error(
             path, "", f"its weights do not fit its config ({str(error)[:80]})", "retrain it"
         ) from None
-    return model.to(settings.device).eval(), saved, config
+    return model.to(device).eval(), saved, config
 
 
 def evaluation_data(

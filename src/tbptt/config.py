@@ -17,6 +17,7 @@ import difflib
 import functools
 import inspect
 import json
+import math
 import sys
 import textwrap
 import types
@@ -28,6 +29,7 @@ from typing import Any
 from tbptt.data.tasks import TASKS
 from tbptt.data.text import LEVELS
 from tbptt.data.tokens import RAW_DTYPES
+from tbptt.devices import parse_device
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
 from tbptt.models.recurrent import CELLS
@@ -172,6 +174,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         at_least(1, batch_size=self.batch_size)
         at_least(0, seed=self.seed)
+        parse_device(self.device)
 
 
 @dataclass
@@ -196,8 +199,9 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         at_least(0, length=self.length)
         at_least(1, top_k=self.top_k)
-        if not self.temperature >= 0:
-            raise TBPTTError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < math.inf:
+            raise TBPTTError(f"temperature must be finite and >= 0, got {self.temperature}")
+        parse_device(self.device)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -12,6 +13,8 @@ from typing import IO
 
 from tbptt.errors import TBPTTError
 
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+"""The name of an :func:`atomic_write` temporary file."""
 UTF8_FIX = "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 in.txt > out.txt)"
 
 
@@ -69,8 +72,9 @@ def decode_error(path: Path) -> TBPTTError:
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
-    Writes go to a temporary file in the same folder, renamed over ``path`` with
-    ``os.replace`` only when the ``with`` block ends without an exception; on an
+    Writes go to a temporary file in the same folder, fsynced and renamed over
+    ``path`` with ``os.replace`` only when the ``with`` block ends without an
+    exception (then the folder is fsynced, so the rename survives a power cut); on an
     exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
@@ -85,6 +89,28 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        sync_folder(path.parent)
     finally:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut (POSIX; elsewhere a no-op)."""
+    if hasattr(os, "O_DIRECTORY"):
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writes cut short by a crash left in ``folder``
+    (their targets still hold the last complete version); returns what was deleted."""
+    folder = Path(folder)
+    stale = [path for path in folder.glob(".*.tmp") if TEMPORARY.fullmatch(path.name)]
+    for path in stale:
+        with suppress(FileNotFoundError):
+            path.unlink()
+    return stale

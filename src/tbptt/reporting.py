@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import json
+import logging
 import resource
 import signal
 import sys
@@ -19,6 +20,7 @@ import torch
 from tbptt.files import atomic_write
 
 Record = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -36,7 +38,7 @@ class MetricsLog:
             run_dir.mkdir(parents=True, exist_ok=True)
             jsonl = run_dir / "metrics.jsonl"
             if jsonl.exists():
-                self.records = [json.loads(line) for line in jsonl.read_text().splitlines() if line]
+                self.records = read_records(jsonl)
 
     def record(self, record: Record) -> None:
         """Keep ``record``, append it to ``metrics.jsonl`` and pass it to the callbacks."""
@@ -85,6 +87,22 @@ class MetricsLog:
         with atomic_write(self.run_dir / "metrics.csv") as file:
             file.write(text.getvalue().encode())
         plot_learning_curves(self.records, self.run_dir / "learning_curves.png")
+
+
+def read_records(path: Path) -> list[Record]:
+    """The records of a ``metrics.jsonl``, less any line a crash left half-written
+    (records are appended as they come, so a kill can cut the last one)."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("window"), int):
+            records.append(record)
+        elif line.strip():
+            logger.warning("%s: line %d is not a whole record; dropped", path, number)
+    return records
 
 
 def plot_learning_curves(records: list[Record], path: Path) -> None:

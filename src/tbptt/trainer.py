@@ -3,7 +3,8 @@
 The trainer owns what a run needs beyond the engine: the optimizer and schedule,
 gradient clipping, evaluation on a validation stream with the state carried (no
 truncation, so its loss does not depend on k), early stopping, metrics files,
-checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM.
+checkpoints that resume exactly, a clean stop on SIGINT/SIGTERM, and recovery from
+divergence (:mod:`tbptt.recovery`).
 
 A run directory holds ``metrics.jsonl`` and ``metrics.csv`` (one record per log or
 evaluation), ``checkpoints/latest.pt`` and ``checkpoints/best.pt``, and
@@ -25,8 +26,11 @@ from torch import Tensor, nn
 
 from tbptt import checkpoint
 from tbptt.data.streams import Batch, Streams
+from tbptt.devices import device_of, parse_device
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
+from tbptt.files import file_error, remove_temporaries
+from tbptt.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
 from tbptt.windows import RandomTruncation, Stride, check_truncation
 
@@ -68,6 +72,13 @@ class TrainConfig:
     """Weight decay of the optimizer."""
     clip_norm: float | None = 1.0
     """Clip the gradient's global norm to this (unset: no clipping)."""
+    max_skips: int = 5
+    """Updates skipped in a row (non-finite loss or gradient) after which the run rolls
+    back to its last checkpoint and lowers the learning rate."""
+    rollback_lr_factor: float = 0.5
+    """Multiplies the learning rate at each rollback (between 0 and 1)."""
+    max_rollbacks: int = 3
+    """Rollbacks after which a run that still diverges stops with an error."""
     schedule: str = "constant"
     """Learning-rate schedule: constant, or cosine decay to zero over the run."""
     eval_every: int = 0
@@ -92,17 +103,27 @@ class TrainConfig:
             )
         if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
-        for name in ("epochs", "log_every", "checkpoint_every"):
+        for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_windows", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
-        if self.eval_every < 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise TBPTTError("eval_every and weight_decay must be >= 0, and lr > 0")
-        if self.clip_norm is not None and self.clip_norm <= 0:
-            raise TBPTTError(f"clip_norm must be > 0 or unset, got {self.clip_norm}")
+        if self.eval_every < 0 or self.max_rollbacks < 0:
+            raise TBPTTError("eval_every and max_rollbacks must be >= 0")
+        if not 0 < self.lr < math.inf:
+            raise TBPTTError(f"lr must be finite and > 0, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
+            raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
+        if not 0 < self.rollback_lr_factor < 1:
+            raise TBPTTError(
+                f"rollback_lr_factor must lie strictly between 0 and 1, "
+                f"got {self.rollback_lr_factor}"
+            )
+        parse_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise TBPTTError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -136,6 +157,9 @@ class Trainer:
         extra: plain data saved in every checkpoint (the resolved config, the
             vocabulary), for whoever loads it.
         callbacks: called with every record (a dict) as it is logged.
+
+    The latest checkpoint is also kept in host memory (as bytes), the point a
+    rollback returns to, so recovery needs no disk and works without ``run_dir``.
     """
 
     def __init__(
@@ -154,7 +178,7 @@ class Trainer:
         if metrics not in METRICS:
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
         torch.manual_seed(config.seed)
-        self.device = torch.device(config.device)
+        self.device = device_of(config.device)
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
         self.train_streams, self.validation, self.metrics = train, validation, metrics
         self.extra = extra or {}
@@ -164,8 +188,14 @@ class Trainer:
         )
         self.scheduler = self._schedule()
         self.log = MetricsLog(None if run_dir is None else Path(run_dir), callbacks)
+        if run_dir is not None:  # what a crash cut short (the targets are whole)
+            for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+                remove_temporaries(folder)
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
+        self.rollbacks, self.skips_in_row = 0, 0
+        self._good: bytes | None = None
+        """The last checkpoint's bytes (or the start's): where a rollback returns."""
         self._loss_sum, self._loss_count = 0.0, 0
         self._started = self._last_record = time.perf_counter()
         self._evaluated_at = -1
@@ -189,13 +219,20 @@ class Trainer:
 
         Returns the last evaluation's metrics (the last training loss without
         validation streams), with ``interrupted`` 1.0 if a signal stopped the run.
+        A run that keeps diverging after ``max_rollbacks`` rollbacks raises
+        ``TBPTTError``, its model back at the last good checkpoint.
         """
         result: dict[str, float] = {}
+        if self._good is None:
+            self._good = checkpoint.dumps(self.state_dict())
         with StopSignals() as stop:
             while self.epoch < self.config.epochs and not self._done():
                 for batch in self.train_streams.batches(self.epoch, start=self.batch):
                     self.train_batch(batch)
                     self.batch += 1
+                    if self.skips_in_row >= self.config.max_skips:
+                        self._roll_back()
+                        break  # continue from the restored position
                     result = self._after_batch() or result
                     if stop.requested or self._done():
                         break
@@ -221,7 +258,8 @@ class Trainer:
         return out_of_windows or out_of_patience
 
     def train_batch(self, batch: Batch) -> None:
-        """One update per window of ``batch``; a non-finite loss or gradient skips its update."""
+        """One update per window of ``batch``; a non-finite loss or gradient skips its
+        update, and a non-finite state leaving the window restarts the streams."""
         self.model.train()
         batch = batch.to(self.device)
         for window in self.runner.windows(
@@ -231,9 +269,9 @@ class Trainer:
             window.loss.backward()
             norm = self._clip()
             if not (math.isfinite(norm) and torch.isfinite(window.loss)):  # a CPU-GPU sync
-                self.skipped += 1
-                logger.warning("skipped update %d: non-finite loss or gradient", self.window)
+                self._skip()
                 continue
+            self.skips_in_row = 0
             self._step(window.lr_scale)
             self.scheduler.step()
             self.window += 1
@@ -250,6 +288,45 @@ class Trainer:
         self.optimizer.step()
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
+
+    def _skip(self) -> None:
+        """Count a skipped update; restart the streams if the state they carry is not
+        finite (it would poison every later window, as NaN inputs do)."""
+        self.skipped += 1
+        self.skips_in_row += 1
+        logger.warning("skipped update %d: non-finite loss or gradient", self.window + 1)
+        if not is_finite(self.runner.state):
+            self.runner.reset()
+            logger.warning("restarted the streams: their state was not finite")
+
+    def _roll_back(self) -> None:
+        """Return to the last checkpoint (or the start) with the learning rate times
+        ``rollback_lr_factor``, keeping the counts of skips and rollbacks; after
+        ``max_rollbacks`` rollbacks, return there and raise ``TBPTTError``."""
+        skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
+        failed_lr, config = self.optimizer.param_groups[0]["lr"], self.config
+        assert self._good is not None
+        self.load_state_dict(checkpoint.loads(self._good, self.device))
+        saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
+        self.rollbacks = min(rollbacks, config.max_rollbacks)
+        if rollbacks > config.max_rollbacks:
+            raise diverged(config.max_skips, failed_at, config.max_rollbacks, failed_lr)
+        ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
+        lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
+        self._loss_sum, self._loss_count = 0.0, 0
+        self.log.truncate(self.window)
+        logger.warning("rolled back from update %d to %d, lr %.3g", failed_at, self.window, lr)
+        self.log.record(
+            {
+                "kind": "rollback",
+                "window": self.window,
+                "epoch": self.epoch,
+                "from_window": failed_at,
+                "lr": lr,
+                "skipped_updates": skipped,
+                "rollbacks": rollbacks,
+            }
+        )
 
     def _clip(self) -> float:
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -283,6 +360,7 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "tokens_per_second": tokens_per_second,
             "skipped_updates": self.skipped,
+            "rollbacks": self.rollbacks,
             "seconds": now - self._started,
             "peak_memory_mb": peak_memory_mb(self.device),
         }
@@ -351,6 +429,8 @@ class Trainer:
                 "best": self.best,
                 "stale_evals": self.stale_evals,
                 "skipped": self.skipped,
+                "rollbacks": self.rollbacks,
+                "skips_in_row": self.skips_in_row,
             },
             "rng": rng,
             "config": asdict(self.config),
@@ -378,22 +458,35 @@ class Trainer:
             progress["stale_evals"],
             progress["skipped"],
         )
+        self.rollbacks = progress.get("rollbacks", 0)
+        self.skips_in_row = progress.get("skips_in_row", 0)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save(self, name: str) -> None:
-        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one)."""
+        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
+        ``latest`` one is also kept in memory as the point a rollback returns to."""
+        if name != "latest" and self.log.run_dir is None:
+            return
+        data = checkpoint.dumps(self.state_dict())
+        if name == "latest":
+            self._good = data
         if self.log.run_dir is not None:
             folder = self.log.run_dir / "checkpoints"
             folder.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(folder / f"{name}.pt", self.state_dict())
+            checkpoint.save(folder / f"{name}.pt", data)
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped."""
         state = checkpoint.load(path, map_location=self.device)
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
+            raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
         self.log.truncate(self.window)
+        self._good = None  # the start of the next fit: this checkpoint
 
 
 def truncation_state(runner: Runner) -> dict[str, Any]:

@@ -1,0 +1,434 @@
+"""A catalogue of bad input to the ``tbptt`` command.
+
+Each case ends the command with exit code 2 and one line on stderr that names the
+problem and the fix, no traceback, and leaves every file as it was: no run
+overwritten, no half-made run directory, no checkpoint changed. The cases run
+in-process (``tbptt.cli.main``) against one shared folder of files and finished
+runs, which is compared byte for byte before and after; a few run end to end in a
+subprocess.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tbptt
+from tbptt import checkpoint
+from tbptt.cli import main
+from tbptt.data import Vocabulary
+
+SMALL = ["--hidden-size", "8", "--num-layers", "1", "--k1", "8", "--batch-size", "4"]
+NEW = [*SMALL, "--max-windows", "2", "--quiet", "--run-dir", "new"]
+"""A new run's options: small, and a run directory that must not appear."""
+
+
+class Exploit:
+    """Unpickling this runs a shell command: a checkpoint from the internet."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned",))
+
+
+def write_files(root: Path) -> None:
+    """Data and config files, good and bad."""
+    text = "".join("abcde \n"[(i * 7 + i // 5) % 7] for i in range(3000))
+    (root / "corpus.txt").write_text(text)
+    (root / "empty.txt").touch()
+    (root / "folder").mkdir()
+    (root / "latin1.txt").write_bytes("café au lait\n".encode("latin-1"))
+    (root / "short.txt").write_text("ab")
+    rows = "\n".join(f"{i % 7},{i % 5}" for i in range(300))
+    (root / "series.csv").write_text(f"a,b\n{rows}\n")
+    (root / "other.csv").write_text(f"x,y\n{rows}\n")
+    (root / "textcell.csv").write_text("a,b\n1,2\n3,x\n")
+    (root / "nan.csv").write_text("a,b\n1,2\nnan,3\n")
+    (root / "inf.csv").write_text("a,b\n1,2\n-inf,3\n")
+    (root / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    (root / "header.csv").write_text("a,b\n")
+    (root / "odd.bin").write_bytes(b"\x01\x00\x02")
+    np.save(root / "ids.npy", np.arange(50) % 10)
+    Vocabulary.build("abcd").save(root / "vocab.json")
+    (root / "broken.json").write_text('{"format": ')
+    (root / "list.json").write_text("[1, 2, 3]")
+    configs = {
+        "unknown.toml": "[train]\nlrr = 0.1\n",
+        "type.toml": "[train]\nlr = 'fast'\n",
+        "bool.toml": "[train]\nk1 = true\n",
+        "syntax.toml": "[train\nlr = 0.1\n",
+        "section.toml": "[model]\nlr = 0.1\n",
+        "top.toml": "[trian]\nlr = 0.1\n",
+        "flat.toml": "train = 3\n",
+    }
+    for name, content in configs.items():
+        (root / name).write_text(content)
+    (root / "latin1.toml").write_bytes("# é\n".encode("latin-1"))
+
+
+def write_checkpoints(root: Path) -> None:
+    """Checkpoints that are damaged, malicious, foreign, or of another model."""
+    good = root / "runs" / "text" / "checkpoints" / "latest.pt"
+    (root / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    torch.save({"format": "tbptt-checkpoint", "version": 1, "x": Exploit()}, root / "evil.pt")
+    torch.save({"weight": torch.zeros(2)}, root / "foreign.pt")
+    payload = checkpoint.load(good)
+    checkpoint.save(root / "future.pt", {**payload, "version": 99})
+    checkpoint.save(root / "library.pt", {"model": payload["model"]})
+    config = payload["extra"]["config"]
+    train = {**config["train"], "max_windows": 6}  # unfinished, so a resume tries it
+    wider = {**config, "model": {**config["model"], "hidden_size": 16}, "train": train}
+    other = {**payload, "extra": {**payload["extra"], "config": wider}}
+    (root / "mismatch" / "checkpoints").mkdir(parents=True)
+    checkpoint.save(root / "mismatch" / "checkpoints" / "latest.pt", other)
+    (root / "notrun").mkdir()
+    (root / "notrun" / "notes.txt").write_text("not a run")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """The shared folder: files, two finished runs and bad checkpoints."""
+    root = tmp_path_factory.mktemp("world")
+    write_files(root)
+    for source, data, name in (("--text", "corpus.txt", "text"), ("--csv", "series.csv", "series")):
+        run_dir = root / "runs" / name
+        argv = ["train", source, str(root / data), *SMALL, "--max-windows", "3", "--quiet"]
+        assert main([*argv, "--run-dir", str(run_dir)]) == 0
+    write_checkpoints(root)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` and the bytes of every file."""
+    return {
+        str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Run ``tbptt argv`` in-process: its exit code and stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        code = int(stop.code or 0)
+    return code, capsys.readouterr().err
+
+
+def assert_refused(argv: list[str], fragments: tuple[str, ...], root: Path, capsys) -> str:
+    """``argv`` exits with 2 and one line holding every fragment, and changes nothing."""
+    before = snapshot(root)
+    code, err = run_cli(argv, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tbptt"), err
+    assert "error: " in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+    after = snapshot(root)
+    assert after.keys() == before.keys(), "files appeared or vanished"
+    changed = [path for path in before if before[path] != after[path]]
+    assert changed == [], "files changed"
+    assert not (root / "pwned").exists()
+    return lines[0]
+
+
+CASES = {
+    # files that are not there, not files, empty, or not text
+    "missing text file": (["train", "--text", "nope.txt", *NEW], ("no such text file",)),
+    "empty text file": (["train", "--text", "empty.txt", *NEW], ("empty", "holds data")),
+    "folder as a file": (["train", "--text", "folder", *NEW], ("is a folder, not a file",)),
+    "undecodable text": (
+        ["train", "--text", "latin1.txt", *NEW],
+        ("latin1.txt: line 1, byte 4", "not valid UTF-8", "iconv"),
+    ),
+    "text too short to split": (["train", "--text", "short.txt", *NEW], ("validation part",)),
+    # CSV files
+    "CSV text cell": (
+        ["train", "--csv", "textcell.csv", *NEW],
+        ("line 3, column 'b'", "'x' is not a number", "write a number"),
+    ),
+    "CSV NaN": (["train", "--csv", "nan.csv", *NEW], ("line 3", "'nan' is not finite")),
+    "CSV inf": (["train", "--csv", "inf.csv", *NEW], ("line 3", "'-inf' is not finite")),
+    "CSV missing column": (
+        ["train", "--csv", "series.csv", "--inputs", "c", *NEW],
+        ("no column 'c'", "'a', 'b'"),
+    ),
+    "CSV column named twice": (
+        ["train", "--csv", "series.csv", "--inputs", "a", "a", *NEW],
+        ("names a column twice",),
+    ),
+    "CSV ragged row": (
+        ["train", "--csv", "ragged.csv", *NEW],
+        ("line 3: 1 cells, but the header has 2 columns",),
+    ),
+    "CSV without data rows": (["train", "--csv", "header.csv", *NEW], ("no data rows",)),
+    # token files and vocabularies
+    "token file of odd size": (
+        ["train", "--tokens", "odd.bin", *NEW],
+        ("not a whole number of uint16 ids",),
+    ),
+    "ids outside the vocabulary": (
+        ["train", "--tokens", "ids.npy", "--vocabulary", "vocab.json", *NEW],
+        ("holds id 9, outside the vocabulary's 5 ids",),
+    ),
+    "vocabulary not JSON": (
+        ["train", "--tokens", "ids.npy", "--vocabulary", "broken.json", *NEW],
+        ("not valid JSON",),
+    ),
+    "vocabulary not a vocabulary": (
+        ["train", "--tokens", "ids.npy", "--vocabulary", "list.json", *NEW],
+        ("not a vocabulary",),
+    ),
+    "vocabulary without a token file": (
+        ["train", "--text", "corpus.txt", "--vocabulary", "vocab.json", *NEW],
+        ("vocabulary is for a token file",),
+    ),
+    # shapes and sizes
+    "shorter than one window": (
+        ["train", "--text", "corpus.txt", *NEW, "--k1", "5000", "--batch-size", "1"],
+        ("shorter than one window of 5000",),
+    ),
+    "batch larger than the data": (
+        ["train", "--text", "corpus.txt", *NEW, "--batch-size", "5000"],
+        ("batch_size 5000 is larger than the data", "lower batch_size"),
+    ),
+    "k1 > k2": (["train", "--text", "corpus.txt", *NEW, "--k2", "4"], ("k1=8 > k2=4",)),
+    "zero k1": (["train", "--text", "corpus.txt", *NEW, "--k1", "0"], ("k1 must be >= 1",)),
+    "zero hidden size": (
+        ["train", "--text", "corpus.txt", *NEW, "--hidden-size", "0"],
+        ("hidden_size must be >= 1, got 0",),
+    ),
+    "negative batch size": (
+        ["train", "--text", "corpus.txt", *NEW, "--batch-size", "-1"],
+        ("batch_size must be >= 1, got -1",),
+    ),
+    "NaN learning rate": (
+        ["train", "--text", "corpus.txt", *NEW, "--lr", "nan"],
+        ("lr must be finite and > 0",),
+    ),
+    "learning rate not a number": (
+        ["train", "--text", "corpus.txt", *NEW, "--lr", "fast"],
+        ("'fast' is not a number", "--help"),
+    ),
+    "unknown device": (
+        ["train", "--text", "corpus.txt", *NEW, "--device", "tpu"],
+        ("device 'tpu'", "use cpu, cuda or cuda:N"),
+    ),
+    "no data source": (["train", *NEW], ("exactly one data source, got none",)),
+    "two data sources": (
+        ["train", "--text", "corpus.txt", "--csv", "series.csv", *NEW],
+        ("got --text and --csv",),
+    ),
+    "unknown task": (["train", "--task", "copyy", *NEW], ("did you mean 'copy'?",)),
+    # config files
+    "config not found": (
+        ["train", "--config", "nope.toml", "--text", "corpus.txt", *NEW],
+        ("no such config file",),
+    ),
+    "config unknown key": (
+        ["train", "--config", "unknown.toml", "--text", "corpus.txt", *NEW],
+        ("[train] has no key 'lrr'", "did you mean 'lr'?"),
+    ),
+    "config wrong type": (
+        ["train", "--config", "type.toml", "--text", "corpus.txt", *NEW],
+        ("[train] lr: expected a number, got 'fast'",),
+    ),
+    "config bool for an integer": (
+        ["train", "--config", "bool.toml", "--text", "corpus.txt", *NEW],
+        ("[train] k1: expected an integer", "True (bool)"),
+    ),
+    "config bad TOML": (
+        ["train", "--config", "syntax.toml", "--text", "corpus.txt", *NEW],
+        ("not valid TOML", "line 1", "fix the syntax"),
+    ),
+    "config key in the wrong section": (
+        ["train", "--config", "section.toml", "--text", "corpus.txt", *NEW],
+        ("[model] has no key 'lr'", "it belongs in [train]"),
+    ),
+    "config unknown section": (
+        ["train", "--config", "top.toml", "--text", "corpus.txt", *NEW],
+        ("unknown key 'trian'", "did you mean 'train'?"),
+    ),
+    "config section not a table": (
+        ["train", "--config", "flat.toml", "--text", "corpus.txt", *NEW],
+        ("train must be a section [train]",),
+    ),
+    "config not UTF-8": (
+        ["train", "--config", "latin1.toml", "--text", "corpus.txt", *NEW],
+        ("not valid UTF-8",),
+    ),
+    # run directories
+    "existing run without --overwrite": (
+        ["train", "--text", "corpus.txt", *NEW, "--run-dir", "runs/text"],
+        ("the run directory exists", "--overwrite", "--resume runs/text"),
+    ),
+    "overwriting a folder that is no run": (
+        ["train", "--text", "corpus.txt", *NEW, "--run-dir", "notrun", "--overwrite"],
+        ("no config.json", "not a run to overwrite"),
+    ),
+    "run directory that is a file": (
+        ["train", "--text", "corpus.txt", *NEW, "--run-dir", "corpus.txt"],
+        ("is a file, not a run directory",),
+    ),
+    "resume a folder that is no run": (
+        ["train", "--resume", "notrun"],
+        ("holds no checkpoints/latest.pt",),
+    ),
+    "resume a missing run": (["train", "--resume", "nowhere"], ("is not a run directory",)),
+    "resume changing the learning rate": (
+        ["train", "--resume", "runs/text", "--lr", "0.1"],
+        ("--lr cannot change", "start a new run"),
+    ),
+    "resume with a config": (
+        ["train", "--resume", "runs/text", "--config", "type.toml"],
+        ("drop --config",),
+    ),
+    "resume a finished run": (
+        ["train", "--resume", "runs/text"],
+        ("the run is complete", "raise --epochs or --max-windows"),
+    ),
+    "resume a checkpoint of another model": (
+        ["train", "--resume", "mismatch"],
+        ("does not fit this run", "size mismatch"),
+    ),
+    # checkpoints
+    "checkpoint not found": (["eval", "nope.pt"], ("no such checkpoint",)),
+    "folder that is no run as a checkpoint": (["eval", "notrun"], ("not a run directory",)),
+    "text file as a checkpoint": (["eval", "corpus.txt"], ("not a PyTorch file",)),
+    "truncated checkpoint": (["eval", "truncated.pt"], ("damaged or truncated", "best.pt")),
+    "checkpoint that runs code": (
+        ["generate", "evil.pt"],
+        ("safe loading refuses", "could run code"),
+    ),
+    "foreign checkpoint": (["eval", "foreign.pt"], ("not a tbptt checkpoint",)),
+    "checkpoint of a newer version": (["eval", "future.pt"], ("checkpoint version 99",)),
+    "checkpoint without a run config": (["eval", "library.pt"], ("holds no run config",)),
+    "checkpoint whose weights do not fit": (
+        ["eval", "mismatch"],
+        ("its weights do not fit its config",),
+    ),
+    "eval file missing the run's columns": (
+        ["eval", "runs/series", "other.csv"],
+        ("no column 'a'",),
+    ),
+    "eval file not UTF-8": (["eval", "runs/text", "latin1.txt"], ("not valid UTF-8",)),
+    "eval on a folder": (["eval", "runs/text", "folder"], ("is a folder, not a file",)),
+    "generate from a forecasting run": (
+        ["generate", "runs/series"],
+        ("generate needs a language model", "trained on --csv"),
+    ),
+    "generate a negative length": (
+        ["generate", "runs/text", "--length", "-3"],
+        ("length must be >= 0, got -3",),
+    ),
+    "generate at infinite temperature": (
+        ["generate", "runs/text", "--temperature", "inf"],
+        ("temperature must be finite",),
+    ),
+}
+
+
+@pytest.mark.parametrize(("argv", "fragments"), CASES.values(), ids=CASES.keys())
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(
+    world, monkeypatch, capsys, argv, fragments
+):
+    monkeypatch.chdir(world)
+    assert_refused(argv, fragments, world, capsys)
+
+
+def test_the_catalogue_holds_over_thirty_distinct_bad_inputs():
+    assert len(CASES) >= 30
+    assert len({tuple(argv) for argv, _ in CASES.values()}) == len(CASES)
+
+
+def test_a_run_that_diverges_stops_in_one_line_and_leaves_nothing(world, monkeypatch, capsys):
+    real = tbptt.losses.cross_entropy
+    monkeypatch.setattr(tbptt.losses, "cross_entropy", lambda o, t: real(o, t) * math.nan)
+    monkeypatch.chdir(world)
+    argv = ["train", "--text", "corpus.txt", *NEW, "--max-skips", "2", "--max-rollbacks", "2"]
+    line = assert_refused(argv, ("training diverged at update 1", "lower --lr"), world, capsys)
+    assert "2 rollbacks (learning rate lowered to 0.0005)" in line
+
+
+@contextmanager
+def full_disk_write(path):
+    """An ``atomic_write`` whose disk fills up halfway through the checkpoint."""
+
+    class HalfWritten:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with real_atomic_write(path) as file:
+        yield HalfWritten(file)
+
+
+real_atomic_write = checkpoint.atomic_write
+
+
+def test_a_full_disk_at_the_first_checkpoint_leaves_no_run(world, monkeypatch, capsys):
+    monkeypatch.setattr(checkpoint, "atomic_write", full_disk_write)
+    monkeypatch.chdir(world)
+    assert_refused(
+        ["train", "--text", "corpus.txt", *NEW],
+        ("new: writing the run failed (No space left on device)", "start the run again"),
+        world,
+        capsys,
+    )
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_resume(
+    world, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(world / "runs" / "text", run_dir)
+    latest = run_dir / "checkpoints" / "latest.pt"
+    before = latest.read_bytes()
+    monkeypatch.setattr(checkpoint, "atomic_write", full_disk_write)
+    code, err = run_cli(["train", "--resume", str(run_dir), "--max-windows", "6"], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "No space left on device" in err and f"tbptt train --resume {run_dir}" in err
+    assert latest.read_bytes() == before
+    assert list(latest.parent.glob(".*")) == []  # the half-written file is gone
+    monkeypatch.undo()  # space freed: the run goes on from its last checkpoint
+    code, err = run_cli(["train", "--resume", str(run_dir), "--max-windows=6", "--quiet"], capsys)
+    assert code == 0, err
+    assert checkpoint.load(latest)["position"]["window"] == 6
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["train", "--text", "nope.txt", *NEW], "no such text file"),
+        (["train", "--config", "syntax.toml", "--text", "corpus.txt", *NEW], "not valid TOML"),
+        (["eval", "evil.pt"], "could run code"),
+    ],
+    ids=["missing file", "bad config", "malicious checkpoint"],
+)
+def test_the_command_exits_with_2_and_no_traceback(world, argv, fragment):
+    before = snapshot(world)
+    done = subprocess.run(
+        [sys.executable, "-m", "tbptt", *argv],
+        cwd=world,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert fragment in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert snapshot(world) == before and not (world / "pwned").exists()
