@@ -23,10 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tbptt import checkpoint
+from tbptt import checkpoint, distributed
 from tbptt.data.streams import Batch, Streams
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
+from tbptt.precision import PRECISIONS, MixedPrecision
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
 from tbptt.windows import check_truncation
 
@@ -70,10 +71,20 @@ class TrainConfig:
     seed: int = 0
     """Seeds dropout and every other random draw of training."""
     device: str = "cpu"
-    """cpu, cuda or cuda:N."""
+    """cpu, cuda or cuda:N (under torchrun, cuda is each process's own GPU)."""
+    precision: str = "32"
+    """32 (float32), bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a
+    grad scaler); parameters and optimizer state stay float32."""
+    compile: bool = False
+    """Run the training forward passes through torch.compile (the first windows
+    compile, which takes a while)."""
 
     def __post_init__(self) -> None:
         check_truncation(self.k1, self.k2)
+        if self.precision not in PRECISIONS:
+            raise TBPTTError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         for name in ("epochs", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -110,6 +121,11 @@ class Trainer:
         extra: plain data saved in every checkpoint (the resolved config, the
             vocabulary), for whoever loads it.
         callbacks: called with every record (a dict) as it is logged.
+
+    Under torchrun (see :mod:`tbptt.distributed`) every process builds the same
+    trainer on its own share of the streams (:func:`tbptt.distributed.shard`); the
+    updates are those of one process on the whole batch, metrics are over all ranks,
+    and only rank 0 logs, calls ``callbacks`` and writes files.
     """
 
     def __init__(
@@ -127,17 +143,22 @@ class Trainer:
     ) -> None:
         if metrics not in METRICS:
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
-        torch.manual_seed(config.seed)
-        self.device = torch.device(config.device)
+        torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
+        self.device = distributed.device(config.device)
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
+        distributed.broadcast_parameters(self.model)
         self.train_streams, self.validation, self.metrics = train, validation, metrics
         self.extra = extra or {}
-        self.runner = Runner(self.model, loss_fn, config.k1, config.k2)
+        self.precision = MixedPrecision(config.precision, self.device)
+        forward: Any = torch.compile(self.model) if config.compile else self.model
+        self.runner = Runner(forward, loss_fn, config.k1, config.k2)
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = self._schedule()
-        self.log = MetricsLog(None if run_dir is None else Path(run_dir), callbacks)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        main = distributed.is_main()
+        self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self._loss_sum, self._loss_count = 0.0, 0
@@ -171,6 +192,7 @@ class Trainer:
                     self.train_batch(batch)
                     self.batch += 1
                     result = self._after_batch() or result
+                    stop.requested = distributed.any_rank(stop.requested)  # stop together
                     if stop.requested or self._done():
                         break
                 else:
@@ -198,22 +220,26 @@ class Trainer:
         """One update per window of ``batch``; a non-finite loss or gradient skips its update."""
         self.model.train()
         batch = batch.to(self.device)
-        for window in self.runner.windows(
+        windows = self.runner.windows(
             batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        ):
+        )
+        for window in self.precision.forward(windows):
             self.optimizer.zero_grad(set_to_none=True)
-            window.loss.backward()
+            loss, mean, count = distributed.global_window(window.loss, window.count)
+            self.precision.backward(loss)
+            distributed.sum_gradients(self.model.parameters())
+            self.precision.unscale(self.optimizer)
             norm = self._clip()
-            if not (math.isfinite(norm) and torch.isfinite(window.loss)):  # a CPU-GPU sync
+            if not (math.isfinite(norm) and torch.isfinite(mean)):  # a CPU-GPU sync
+                self.precision.skip()
                 self.skipped += 1
                 logger.warning("skipped update %d: non-finite loss or gradient", self.window)
                 continue
-            self.optimizer.step()
+            self.precision.step(self.optimizer)
             self.scheduler.step()
             self.window += 1
-            count = int(window.count)
-            self._loss_sum += float(window.loss.detach()) * count
-            self._loss_count += count
+            self._loss_sum += float(mean) * int(count)
+            self._loss_count += int(count)
 
     def _clip(self) -> float:
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -282,6 +308,7 @@ class Trainer:
             batch = batch.to(self.device)
             outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
             add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+        totals = distributed.sum_values(totals)
         count = max(totals["count"], 1.0)
         loss = totals["loss"] / count
         metrics = {"loss": loss, **self._loss_metrics(loss)}
@@ -306,6 +333,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "runner": {"state": self.runner.state, "history": self.runner.history},
+            **self._ranks(rng),
+            "scaler": self.precision.state_dict(),
             "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
             "progress": {
                 "best": self.best,
@@ -323,10 +352,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.runner.state, self.runner.history = (
-            state["runner"]["state"],
-            state["runner"]["history"],
-        )
+        own = distributed.own_share(state)
+        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
+        self.precision.load_state_dict(state.get("scaler", {}))
         self.epoch, self.batch, self.window = (
             state["position"][key] for key in ("epoch", "batch", "window")
         )
@@ -336,16 +364,27 @@ class Trainer:
             progress["stale_evals"],
             progress["skipped"],
         )
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        torch.set_rng_state(own["rng"]["torch"])
+        if "cuda" in own["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["rng"]["cuda"])
+
+    def _ranks(self, rng: dict[str, Any]) -> dict[str, Any]:
+        """With several processes, ``ranks``: every rank's carried state and random
+        generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
+        if not distributed.active():
+            return {}
+        runner = {"state": self.runner.state, "history": self.runner.history}
+        return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
 
     def save(self, name: str) -> None:
-        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one)."""
-        if self.log.run_dir is not None:
-            folder = self.log.run_dir / "checkpoints"
-            folder.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(folder / f"{name}.pt", self.state_dict())
+        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); with
+        several processes every rank must call this, and rank 0 writes."""
+        if self.run_dir is not None:
+            state = self.state_dict()
+            if distributed.is_main():
+                folder = self.run_dir / "checkpoints"
+                folder.mkdir(parents=True, exist_ok=True)
+                checkpoint.save(folder / f"{name}.pt", state)
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped."""
