@@ -82,3 +82,11 @@ def test_lightning_trains_with_the_gradients_of_the_tbptt_runner():
     reference = Trainer(model, tbptt.losses.mse, train, TrainConfig(k1=2)).evaluate(validation)
     logged = float(trainer.callback_metrics["val_loss"])  # Lightning keeps it in float32
     assert logged == pytest.approx(reference["loss"], rel=1e-6)
+
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = Recording(make_model(), tbptt.losses.mse, k1=2, k2=4)
+    resumed.on_load_checkpoint(checkpoint)
+    for got, want in zip(resumed.runner.state, runner.state, strict=True):  # LSTM: (h, c)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(resumed.runner.history[0], runner.history[0])  # the k2 - k1 steps

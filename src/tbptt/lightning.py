@@ -30,6 +30,7 @@ from tbptt.state import State, detach
 
 try:
     import lightning
+    from lightning.pytorch.utilities import move_data_to_device
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise TBPTTError(
         "tbptt.lightning needs PyTorch Lightning 2.x: pip install 'tbptt[lightning]'"
@@ -121,5 +122,5 @@ class TBPTTModule(lightning.LightningModule):  # type: ignore[misc]
         checkpoint["tbptt_runner"] = {"state": self.runner.state, "history": self.runner.history}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("tbptt_runner", {})
+        saved = move_data_to_device(checkpoint.get("tbptt_runner", {}), self.device)
         self.runner.state, self.runner.history = saved.get("state"), saved.get("history")
