@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tbptt import checkpoint, losses
+from tbptt import checkpoint, distributed, losses
 from tbptt.config import (
     PATH_FIELDS,
     SOURCES,
@@ -337,12 +337,15 @@ def make_trainer(
 ) -> Trainer:
     """The trainer of a run, its checkpoints carrying the config and the data's extras."""
     loss_fn, metrics = objective(config.data)
+    validation = run.validation  # evaluated whole on every rank if it does not split
+    if validation.batch_size % distributed.get_world_size() == 0:
+        validation = distributed.shard(validation)
     return Trainer(
         model,
         loss_fn,
-        run.train,
+        distributed.shard(run.train),
         config.train,
-        validation=run.validation,
+        validation=validation,
         metrics=metrics,
         run_dir=config.run_dir,
         extra={"config": to_dict(config), "sizes": run.sizes, **run.extra},
@@ -353,28 +356,33 @@ def make_trainer(
 def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     """``tbptt train``: a new run. Nothing is written until the data, the model and
     the device are checked, and an existing run directory only with ``overwrite``. A
-    run that fails before its first checkpoint leaves nothing behind."""
+    run that fails before its first checkpoint leaves nothing behind. Under torchrun
+    every rank checks, rank 0 writes, and each rank trains its share of the streams."""
     config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
-    check_run_dir(run_dir, overwrite)
-    device_of(config.train.device)
-    run = build_data(config)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model, run.sizes)
-    existed = run_dir.is_dir()
-    if overwrite and existed:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        write_config(run_dir, config)
-        return fit(make_trainer(config, run, model, output), config, run, output)
-    except BaseException:
-        if not (run_dir / "checkpoints" / "latest.pt").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-            if existed:
-                run_dir.mkdir()
-        raise
+    with distributed.launched():
+        check_run_dir(run_dir, overwrite)
+        device_of(config.train.device)
+        run = build_data(config)
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, run.sizes)
+        existed = run_dir.is_dir()
+        distributed.barrier()  # every rank has checked the run directory before it changes
+        if distributed.is_main():
+            if overwrite and existed:
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, config)
+        distributed.barrier()
+        try:
+            return fit(make_trainer(config, run, model, output), config, run, output)
+        except BaseException:
+            if distributed.is_main() and not (run_dir / "checkpoints" / "latest.pt").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if existed:
+                    run_dir.mkdir()
+            raise
 
 
 def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -393,6 +401,12 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
         )
     if not Path(run_dir).is_dir():
         raise file_error(run_dir, "", "is not a run directory", "give the --run-dir of a run")
+    with distributed.launched():
+        return resume_from(run_dir, options, output)
+
+
+def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
+    """Continue the run in ``run_dir`` from its latest checkpoint (see :func:`resume`)."""
     path = Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():
         problem = "holds no checkpoints/latest.pt to resume from"
@@ -405,7 +419,9 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
     run = build_data(config, saved)
     trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
     trainer.resume(path)
-    write_config(Path(run_dir), config)
+    distributed.barrier()  # every rank has read the config before rank 0 rewrites it
+    if distributed.is_main():
+        write_config(Path(run_dir), config)
     return fit(trainer, config, run, output)
 
 
@@ -435,6 +451,8 @@ def windows_per_epoch(train_config: TrainConfig, streams: Streams) -> int:
 
 def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> int:
     """Train to the end, report the final metrics; 130 if a signal stopped the run."""
+    if not distributed.is_main():
+        output.mode = "quiet"  # rank 0 reports for all
     total = config.train.epochs * windows_per_epoch(config.train, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)

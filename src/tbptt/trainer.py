@@ -24,12 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tbptt import checkpoint
+from tbptt import checkpoint, distributed
 from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of, parse_device
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
 from tbptt.files import file_error, remove_temporaries
+from tbptt.precision import PRECISIONS, MixedPrecision
 from tbptt.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
 from tbptt.windows import RandomTruncation, Stride, check_truncation
@@ -92,7 +93,13 @@ class TrainConfig:
     seed: int = 0
     """Seeds dropout and every other random draw of training."""
     device: str = "cpu"
-    """cpu, cuda or cuda:N."""
+    """cpu, cuda or cuda:N (under torchrun, cuda is each process's own GPU)."""
+    precision: str = "32"
+    """32 (float32), bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a
+    grad scaler); parameters and optimizer state stay float32."""
+    compile: bool = False
+    """Run the training forward passes through torch.compile (the first windows
+    compile, which takes a while)."""
 
     def __post_init__(self) -> None:
         check_truncation(self.k1, self.k2)
@@ -103,6 +110,10 @@ class TrainConfig:
             )
         if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
+        if self.precision not in PRECISIONS:
+            raise TBPTTError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -160,6 +171,11 @@ class Trainer:
 
     The latest checkpoint is also kept in host memory (as bytes), the point a
     rollback returns to, so recovery needs no disk and works without ``run_dir``.
+
+    Under torchrun (see :mod:`tbptt.distributed`) every process builds the same
+    trainer on its own share of the streams (:func:`tbptt.distributed.shard`); the
+    updates are those of one process on the whole batch, metrics are over all ranks,
+    and only rank 0 logs, calls ``callbacks`` and writes files.
     """
 
     def __init__(
@@ -177,19 +193,24 @@ class Trainer:
     ) -> None:
         if metrics not in METRICS:
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
-        torch.manual_seed(config.seed)
-        self.device = device_of(config.device)
+        torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
+        self.device = distributed.device(str(device_of(config.device)))
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
+        distributed.broadcast_parameters(self.model)
         self.train_streams, self.validation, self.metrics = train, validation, metrics
         self.extra = extra or {}
-        self.runner = config.runner(self.model, loss_fn)
+        self.precision = MixedPrecision(config.precision, self.device)
+        forward: Any = torch.compile(self.model) if config.compile else self.model
+        self.runner = config.runner(forward, loss_fn)
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = self._schedule()
-        self.log = MetricsLog(None if run_dir is None else Path(run_dir), callbacks)
-        if run_dir is not None:  # what a crash cut short (the targets are whole)
-            for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        main = distributed.is_main()
+        self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
+        if self.run_dir is not None and main:  # what a crash cut short (the targets are whole)
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
                 remove_temporaries(folder)
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
@@ -234,6 +255,7 @@ class Trainer:
                         self._roll_back()
                         break  # continue from the restored position
                     result = self._after_batch() or result
+                    stop.requested = distributed.any_rank(stop.requested)  # stop together
                     if stop.requested or self._done():
                         break
                 else:
@@ -262,22 +284,26 @@ class Trainer:
         update, and a non-finite state leaving the window restarts the streams."""
         self.model.train()
         batch = batch.to(self.device)
-        for window in self.runner.windows(
+        windows = self.runner.windows(
             batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        ):
+        )
+        for window in self.precision.forward(windows):
             self.optimizer.zero_grad(set_to_none=True)
-            window.loss.backward()
+            loss, mean, count = distributed.global_window(window.loss, window.count)
+            self.precision.backward(loss)
+            distributed.sum_gradients(self.model.parameters())
+            self.precision.unscale(self.optimizer)
             norm = self._clip()
-            if not (math.isfinite(norm) and torch.isfinite(window.loss)):  # a CPU-GPU sync
+            if not (math.isfinite(norm) and torch.isfinite(mean)):  # a CPU-GPU sync
+                self.precision.skip()
                 self._skip()
                 continue
             self.skips_in_row = 0
             self._step(window.lr_scale)
             self.scheduler.step()
             self.window += 1
-            count = int(window.count)
-            self._loss_sum += float(window.loss.detach()) * count
-            self._loss_count += count
+            self._loss_sum += float(mean) * int(count)
+            self._loss_count += int(count)
 
     def _step(self, lr_scale: float) -> None:
         """An optimizer step with the learning rate scaled by ``lr_scale`` for it alone
@@ -285,7 +311,7 @@ class Trainer:
         rates = [group["lr"] for group in self.optimizer.param_groups]
         for group in self.optimizer.param_groups:
             group["lr"] = group["lr"] * lr_scale
-        self.optimizer.step()
+        self.precision.step(self.optimizer)
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
 
@@ -396,6 +422,7 @@ class Trainer:
             batch = batch.to(self.device)
             outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
             add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+        totals = distributed.sum_values(totals)
         count = max(totals["count"], 1.0)
         loss = totals["loss"] / count
         metrics = {"loss": loss, **self._loss_metrics(loss)}
@@ -424,6 +451,8 @@ class Trainer:
                 "history": self.runner.history,
                 **truncation_state(self.runner),
             },
+            **self._ranks(rng),
+            "scaler": self.precision.state_dict(),
             "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
             "progress": {
                 "best": self.best,
@@ -443,12 +472,11 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.runner.state, self.runner.history = (
-            state["runner"]["state"],
-            state["runner"]["history"],
-        )
+        own = distributed.own_share(state)
+        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
         if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
             self.runner.k1.load_state_dict(state["runner"]["truncation"])
+        self.precision.load_state_dict(state.get("scaler", {}))
         self.epoch, self.batch, self.window = (
             state["position"][key] for key in ("epoch", "batch", "window")
         )
@@ -460,20 +488,29 @@ class Trainer:
         )
         self.rollbacks = progress.get("rollbacks", 0)
         self.skips_in_row = progress.get("skips_in_row", 0)
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        torch.set_rng_state(own["rng"]["torch"])
+        if "cuda" in own["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["rng"]["cuda"])
+
+    def _ranks(self, rng: dict[str, Any]) -> dict[str, Any]:
+        """With several processes, ``ranks``: every rank's carried state and random
+        generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
+        if not distributed.active():
+            return {}
+        runner = {"state": self.runner.state, "history": self.runner.history}
+        return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
 
     def save(self, name: str) -> None:
         """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
-        ``latest`` one is also kept in memory as the point a rollback returns to."""
-        if name != "latest" and self.log.run_dir is None:
+        ``latest`` one is also kept in memory as the point a rollback returns to. With
+        several processes every rank calls this (it gathers their states); rank 0 writes."""
+        if name != "latest" and self.run_dir is None:
             return
         data = checkpoint.dumps(self.state_dict())
         if name == "latest":
             self._good = data
-        if self.log.run_dir is not None:
-            folder = self.log.run_dir / "checkpoints"
+        if self.run_dir is not None and distributed.is_main():
+            folder = self.run_dir / "checkpoints"
             folder.mkdir(parents=True, exist_ok=True)
             checkpoint.save(folder / f"{name}.pt", data)
 

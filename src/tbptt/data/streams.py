@@ -165,12 +165,17 @@ class Streams(torch.utils.data.IterableDataset):
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch``, from batch ``start`` on (to resume mid-epoch)."""
+        for positions, fresh in self.positions(epoch, start):
+            yield self.gather(positions, fresh)
+
+    def positions(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
+        """Where the pairs of each batch of ``epoch`` lie, ``(T, B)``, from batch
+        ``start`` on, and whether the batch starts every stream afresh."""
         length, offset = self.stream_length(epoch), self.offset(epoch)
         stream_starts = offset + length * np.arange(self.batch_size)
         for begin in range(start * self.steps, length, self.steps):
             steps = np.arange(begin, min(begin + self.steps, length))
-            positions = stream_starts[None, :] + steps[:, None]  # (T, B)
-            yield self.gather(positions, fresh=(begin == 0 and not self.carry_state))
+            yield stream_starts[None, :] + steps[:, None], begin == 0 and not self.carry_state
 
     def gather(self, positions: np.ndarray, fresh: bool) -> Batch:
         """The batch of pairs at ``positions: (T, B)``; ``fresh`` resets step 0."""
