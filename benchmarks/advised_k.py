@@ -35,9 +35,9 @@ from harness import machine, write_json
 
 import tbptt
 from tbptt import diagnostics
-from tbptt.commands import task_streams
 from tbptt.data import tasks
 from tbptt.memory import SavedTensors
+from tbptt.rundata import task_streams
 
 DELAY, STEPS, SYMBOLS = 8, 200, 4
 SEQUENCES, BATCH, HIDDEN, LR, EPOCHS, START_K = 128, 32, 32, 1e-2, 12, 64

@@ -21,11 +21,12 @@ import torch
 
 from tbptt import diagnostics
 from tbptt.cli import Parser
-from tbptt.commands import evaluation_data, load_model, objective
+from tbptt.commands import evaluation_data, load_model
 from tbptt.config import EvalConfig
 from tbptt.data import Batch, Streams
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
+from tbptt.rundata import objective
 
 
 def pair(text: str) -> tuple[int, int]:

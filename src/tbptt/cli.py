@@ -175,8 +175,11 @@ def build_parser() -> Parser:
     generate.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
     add_config_options(generate, {"generate": GenerateConfig})
     commands.add_parser("demo", help="the demo (tbptt demo --help)", add_help=False)
-    commands.add_parser("advise", help="choose k: truncation bias and gradient flow of a run "
-                        "(tbptt advise --help)", add_help=False)
+    commands.add_parser(
+        "advise",
+        help="choose k: truncation bias and gradient flow of a run (tbptt advise --help)",
+        add_help=False,
+    )
     return parser
 
 

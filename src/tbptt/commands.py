@@ -2,10 +2,7 @@
 evaluate or sample. The command line (:mod:`tbptt.cli`) parses and prints; this
 module builds and runs, and raises ``TBPTTError`` for bad input.
 
-Batches are k1 steps long, one window stride each. With k1 unset (full BPTT) a
-batch is a whole stream: for a task, each batch holds whole sequences; for a file,
-all of each of the batch_size streams, so an epoch is one update. Evaluation carries
-the state and never truncates, so its batches are ``EVAL_STEPS`` long whatever k1.
+The data of a run is built by :mod:`tbptt.rundata`.
 
 Every checkpoint's ``extra`` holds what is needed to rebuild the model and read new
 data as in training: ``config`` (the resolved :class:`RunConfig`), ``sizes`` (the
@@ -16,20 +13,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
-from tbptt import checkpoint, distributed, losses
+from tbptt import checkpoint, distributed
 from tbptt.config import (
     PATH_FIELDS,
     SOURCES,
-    DataConfig,
     EvalConfig,
     GenerateConfig,
     ModelConfig,
@@ -38,241 +31,34 @@ from tbptt.config import (
     from_dict,
     to_dict,
 )
-from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, read_csv, read_text
-from tbptt.data.tasks import METRICS, TASKS, TaskData
-from tbptt.data.text import split
-from tbptt.data.tokens import read_runs
+from tbptt.data import Normalizer, Streams, read_csv, read_text
+from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
-from tbptt.engine import LossFn
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write, file_error
 from tbptt.models import RecurrentNetwork
+from tbptt.rundata import (
+    EVAL_STEPS,
+    RunData,
+    Saved,
+    build_data,
+    evaluation_streams,
+    forecast_pairs,
+    make_task,
+    objective,
+    read_tokens,
+    saved_vocabulary,
+    task_metric,
+    task_streams,
+)
 from tbptt.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
     from tbptt.cli import Output
 
-EVAL_STEPS = 256
-"""Steps per evaluation batch (the state is carried, so only memory depends on it)."""
-
 RESUMABLE = ("epochs", "max_windows", "patience", "log_every", "eval_every", "checkpoint_every")
 """Training options a resumed run may change: they stop, log or save, and do not
 change the updates the run makes (nor does ``device``)."""
-
-Saved = dict[str, Any]
-"""A checkpoint's ``extra``."""
-
-
-@dataclass
-class RunData:
-    """The data of a run and what the model and checkpoints need to know of it."""
-
-    train: Streams
-    validation: Streams
-    sizes: dict[str, int]
-    """``vocab_size``, ``input_size``, ``output_size``: as RecurrentNetwork takes them."""
-    extra: dict[str, Any]
-    """``vocabulary``, ``normalizer`` and ``columns``, as plain data (or None)."""
-    task_validation: TaskData | None = None
-    """A task's validation set, for its headline metric."""
-
-
-def multi_label_loss(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Binary cross-entropy per output unit, averaged over units: ``(T, B, C) -> (T, B)``
-    (embedded Reber's targets are the set of legal next symbols)."""
-    return F.binary_cross_entropy_with_logits(outputs, targets, reduction="none").mean(-1)
-
-
-def objective(data: DataConfig) -> tuple[LossFn, str]:
-    """The loss and the trainer's metric kind for the data."""
-    if data.csv is not None or data.task in ("adding", "mackey_glass"):
-        return losses.mse, "regression"
-    if data.task == "embedded_reber":  # no metric kind fits sets of targets: loss only
-        return multi_label_loss, "language"
-    if data.task is not None:
-        return losses.cross_entropy, "classification"
-    return losses.cross_entropy, "language"
-
-
-def extras(
-    vocabulary: Vocabulary | None = None,
-    normalizer: Normalizer | None = None,
-    series: Series | None = None,
-) -> dict[str, Any]:
-    """The data's part of a checkpoint's ``extra``, as plain data."""
-    return {
-        "vocabulary": None
-        if vocabulary is None
-        else {"level": vocabulary.level, "tokens": list(vocabulary.tokens)},
-        "normalizer": None if normalizer is None else normalizer.state_dict(),
-        "columns": None
-        if series is None
-        else {"inputs": list(series.input_names), "targets": list(series.target_names)},
-    }
-
-
-def saved_vocabulary(saved: Saved | None) -> Vocabulary | None:
-    """The vocabulary a checkpoint holds, if any."""
-    document = (saved or {}).get("vocabulary")
-    return None if document is None else Vocabulary(tuple(document["tokens"]), document["level"])
-
-
-def fit_batch(batch_size: int, steps: int) -> int:
-    """``batch_size``, lowered so each stream of a short evaluation set has a step."""
-    return max(1, min(batch_size, steps))
-
-
-def evaluation_streams(inputs: Any, targets: Any, batch_size: int) -> Streams:
-    """Evaluation streams over aligned pairs: short data allowed."""
-    return Streams(
-        inputs, targets, fit_batch(batch_size, len(inputs)), EVAL_STEPS, allow_short=True
-    )
-
-
-def build_data(config: RunConfig, saved: Saved | None = None) -> RunData:
-    """Training and validation streams from the data config; ``saved`` (a checkpoint's
-    extra) supplies the vocabulary and normalizer instead of building new ones."""
-    data = config.data
-    if data.text is not None:
-        text = read_text(data.text)
-        vocabulary = saved_vocabulary(saved) or Vocabulary.build(text, data.level, data.min_count)
-        ids = vocabulary.encode(text)
-        return language_data(config, ids, vocabulary.size, extras(vocabulary))
-    if data.tokens is not None:
-        token_ids, known, size = read_tokens(data, data.tokens, saved)
-        return language_data(config, token_ids, size, extras(known))
-    if data.csv is not None:
-        return csv_data(config, saved)
-    return task_data(config)
-
-
-def language_data(config: RunConfig, ids: Any, vocab_size: int, extra: dict[str, Any]) -> RunData:
-    """Next-token streams over ``ids: (N,)``, the end held out for validation."""
-    train_ids, validation_ids = split(ids, config.data.validation_fraction)
-    batch_size = config.data.batch_size
-    steps = config.train.k1 or max((len(train_ids) - 1) // batch_size, 1)
-    train = Streams.language_model(train_ids, batch_size, steps)
-    validation = evaluation_streams(validation_ids[:-1], validation_ids[1:], batch_size)
-    return RunData(train, validation, {"vocab_size": vocab_size}, extra)
-
-
-def read_tokens(
-    data: DataConfig, path: str, saved: Saved | None
-) -> tuple[np.memmap, Vocabulary | None, int]:
-    """A token file's ids, its vocabulary (if known) and the vocabulary size; every id
-    is checked to lie in ``[0, size)`` (one pass, in constant memory)."""
-    ids = open_tokens(path, None if path.endswith(".npy") else data.dtype)
-    vocabulary = saved_vocabulary(saved)
-    if vocabulary is None and saved is None and data.vocabulary is not None:
-        vocabulary = Vocabulary.load(data.vocabulary)
-    lowest, highest = 0, 0
-    for start in range(0, len(ids), 1 << 22):
-        chunk = read_runs(ids, np.array([start]), min(1 << 22, len(ids) - start))
-        lowest, highest = min(lowest, int(chunk.min())), max(highest, int(chunk.max()))
-    size = highest + 1
-    if vocabulary is not None:
-        size = vocabulary.size
-    elif saved is not None:
-        size = int(saved["sizes"]["vocab_size"])
-    if lowest < 0 or highest >= size:
-        bad = lowest if lowest < 0 else highest
-        problem = f"holds id {bad}, outside the vocabulary's {size} ids"
-        raise file_error(path, "", problem, "give the vocabulary (and dtype) it was written with")
-    return ids, vocabulary, size
-
-
-def forecast_pairs(
-    series: Series, horizon: int, normalizer: Normalizer
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (normalised) at t and targets (in the data's units) at t + horizon."""
-    inputs, targets = series.pairs(horizon)
-    return normalizer.transform(inputs), targets
-
-
-def csv_data(config: RunConfig, saved: Saved | None) -> RunData:
-    """Forecasting streams from a CSV file; the normalizer is fitted on the training part."""
-    data = config.data
-    assert data.csv is not None
-    series = read_csv(data.csv, inputs=data.inputs, targets=data.targets)
-    train_part, validation_part = series.split(data.validation_fraction)
-    normalizer = Normalizer.fit(train_part.inputs)
-    if saved is not None and saved.get("normalizer") is not None:
-        normalizer = Normalizer.from_state_dict(saved["normalizer"])
-    inputs, targets = forecast_pairs(train_part, data.horizon, normalizer)
-    steps = config.train.k1 or max(len(inputs) // data.batch_size, 1)
-    train = Streams(inputs, targets, data.batch_size, steps)
-    validation = evaluation_streams(
-        *forecast_pairs(validation_part, data.horizon, normalizer), data.batch_size
-    )
-    sizes = {"input_size": inputs.shape[1], "output_size": targets.shape[1]}
-    return RunData(train, validation, sizes, extras(normalizer=normalizer, series=series))
-
-
-def make_task(data: DataConfig, seed: int) -> TaskData:
-    """The task's data set drawn from ``seed``."""
-    assert data.task is not None
-    make = TASKS[data.task]
-    if data.task == "embedded_reber":
-        return make(data.num_sequences, seed=seed)
-    if data.task == "mackey_glass":
-        return make(data.length, horizon=data.horizon, seed=seed)
-    return make(data.num_sequences, data.length, seed=seed)
-
-
-def task_streams(task: TaskData, batch_size: int, steps: int, allow_short: bool) -> Streams:
-    """A task's N sequences as ``batch_size`` streams of whole sequences, end to end,
-    each starting with a reset; one long series (mackey_glass) is cut into streams."""
-    length, count = task.mask.shape
-    if count == 1:
-        inputs, targets = task.inputs[:, 0], task.targets[:, 0]
-        return Streams(inputs, targets, batch_size, steps, allow_short=allow_short)
-    if count % batch_size:
-        raise TBPTTError(
-            f"num_sequences {count} is not a multiple of batch_size {batch_size}, so a "
-            "stream would hold part of a sequence; change one of them"
-        )
-
-    def flat(tensor: Tensor) -> Tensor:  # (T, N, ...) -> (N * T, ...), sequence after sequence
-        return tensor.transpose(0, 1).reshape(count * length, *tensor.shape[2:])
-
-    starts = torch.arange(count * length) % length == 0
-    return Streams(
-        flat(task.inputs),
-        flat(task.targets),
-        batch_size,
-        steps,
-        starts=starts,
-        valid=flat(task.mask),
-        allow_short=allow_short,
-    )
-
-
-def task_data(config: RunConfig) -> RunData:
-    """A task's training set (from the seed) and validation set (seed + 1)."""
-    data = config.data
-    train_set, validation_set = make_task(data, data.seed), make_task(data, data.seed + 1)
-    steps = config.train.k1 or train_set.mask.shape[0]
-    train = task_streams(train_set, data.batch_size, steps, allow_short=False)
-    validation = task_streams(validation_set, data.batch_size, EVAL_STEPS, allow_short=True)
-    if train_set.inputs.is_floating_point():
-        sizes = {
-            "input_size": train_set.inputs.shape[-1],
-            "output_size": train_set.targets.shape[-1],
-        }
-    else:
-        assert train_set.input_size is not None and train_set.num_classes is not None
-        sizes = {"vocab_size": train_set.input_size, "output_size": train_set.num_classes}
-    return RunData(train, validation, sizes, extras(), validation_set)
-
-
-@torch.no_grad()
-def task_metric(model: torch.nn.Module, task_name: str, task: TaskData) -> dict[str, float]:
-    """The task's headline metric (see tbptt.data.tasks) of ``model`` on ``task``."""
-    metric = METRICS[task_name]
-    model.eval()
-    device = next(model.parameters()).device
-    outputs, _ = model(task.inputs.to(device))
-    return {metric.__name__: metric(outputs.cpu(), task)}
 
 
 def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:

@@ -30,11 +30,11 @@ import torch
 from tqdm import tqdm
 
 import tbptt
-from tbptt.commands import task_streams
 from tbptt.data import tasks
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
 from tbptt.memory import SavedTensors
+from tbptt.rundata import task_streams
 
 TRUNCATIONS: tuple[tuple[int | None, int | None], ...] = (
     (5, 5),
