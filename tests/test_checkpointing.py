@@ -219,10 +219,12 @@ def peak_bytes(steps: int, checkpoint: bool | int) -> int:
 
 
 def test_checkpointed_memory_grows_like_the_square_root_of_the_length():
-    short, long = 32, 512  # 16 times the steps
+    short, long = 16, 256  # 16 times the steps
     plain = {steps: peak_bytes(steps, False) for steps in (short, long)}
     checkpointed = {steps: peak_bytes(steps, True) for steps in (short, long)}
-    assert plain[long] / plain[short] > 12  # the meter sees activations grow with T
+    # the meter sees activations grow with T (fixed costs such as the parameters'
+    # gradients keep the ratio below 16)
+    assert plain[long] / plain[short] > 10
     assert checkpointed[long] / checkpointed[short] < 4.5  # sqrt(16) = 4 at most
     assert checkpointed[long] < plain[long] / 8
 
