@@ -59,17 +59,32 @@ def detach_state(state):
     return type(state)(detach_state(s) for s in state)
 
 
+def random_window_bounds(steps, strides, overlap):
+    """(s_n, t_{n-1}, t_n) with window n's stride ``strides[n - 1]`` (semantics.md,
+    "Variants": k1 drawn per window, k2 = k1 + overlap)."""
+    bounds, t_prev = [], 0
+    for stride in strides:
+        if t_prev >= steps:
+            break
+        t = min(t_prev + stride, steps)
+        bounds.append((max(t_prev - overlap, 0), t_prev, t))
+        t_prev = t
+    return bounds
+
+
 def window_gradients(
-    model, inputs, targets, loss_fn, k1, k2=None, state=None, resets=None, mask=None
+    model, inputs, targets, loss_fn, k1, k2=None, state=None, resets=None, mask=None, bounds=None
 ):
-    """Every window's gradient at fixed parameters, by a per-step unroll from step 0."""
+    """Every window's gradient at fixed parameters, by a per-step unroll from step 0
+    (windows from ``bounds`` if given, else from k1 and k2)."""
     steps, batch = inputs.shape[:2]
     resets = torch.zeros(steps, batch, dtype=torch.bool) if resets is None else resets
     mask = torch.ones(steps, batch, dtype=torch.bool) if mask is None else mask
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     result = []
-    for start, loss_start, end in window_bounds(steps, k1, k2):
+    bounds = window_bounds(steps, k1, k2) if bounds is None else bounds
+    for start, loss_start, end in bounds:
         h = state
         with torch.no_grad():
             for i in range(start):

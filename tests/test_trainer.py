@@ -78,28 +78,39 @@ def test_regression_and_classification_metrics():
     assert metrics["loss"] == metrics["mse"] and metrics["mae"] > 0
 
 
-def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path):
-    uninterrupted = make_trainer(tmp_path / "whole")
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"k1_std": 1.0, "checkpoint_activations": True}],
+    ids=["fixed", "random-k1-checkpointed"],
+)
+def test_a_run_stopped_by_sigint_resumes_to_identical_parameters(tmp_path, overrides):
+    uninterrupted = make_trainer(tmp_path / "whole", **overrides)
     uninterrupted.fit()
 
-    stopped = make_trainer(tmp_path / "run")
+    stopped = make_trainer(tmp_path / "run", **overrides)
     stopped.log.callbacks.append(
         lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
     )
     result = stopped.fit()
     assert result["interrupted"] == 1.0 and stopped.window == 17
 
-    resumed = make_trainer(tmp_path / "run")
+    resumed = make_trainer(tmp_path / "run", **overrides)
     resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
     resumed.fit()
     assert resumed.window == WINDOWS
     assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
-    windows = [
+    assert logged_windows(tmp_path / "run") == logged_windows(tmp_path / "whole")
+    if not overrides:  # a batch of k1 steps: one record per window, once each
+        assert logged_windows(tmp_path / "run") == list(range(1, WINDOWS + 1))
+
+
+def logged_windows(run_dir: Path) -> list[int]:
+    """The window of every training record in a run's metrics."""
+    return [
         json.loads(line)["window"]
-        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
         if '"train"' in line
     ]
-    assert windows == list(range(1, WINDOWS + 1))  # logged once each, across the stop
 
 
 @pytest.mark.parametrize("kill_at", [5, 22])
@@ -173,9 +184,59 @@ def test_patience_stops_a_run_that_no_longer_improves():
     assert trainer.stale_evals == 2 and trainer.window < 10
 
 
+def test_random_truncation_scales_each_update_by_its_k1():
+    tokens = torch.randint(0, 6, (401,), generator=torch.Generator().manual_seed(0))
+    train = Streams.language_model(tokens, 2, 40)
+    config = TrainConfig(k1=6, k2=8, k1_std=2.0, optimizer="sgd", lr=0.5, clip_norm=None, seed=3)
+    torch.manual_seed(0)
+    expected = tbptt.models.GRU(8, vocab_size=6)
+    runner = tbptt.Runner(
+        expected, tbptt.losses.cross_entropy, tbptt.RandomTruncation(6, 2.0, seed=3), 8
+    )
+    scales = []
+    for batch in train.batches(0):
+        for window in runner.windows(batch.inputs, batch.targets, resets=batch.resets):
+            expected.zero_grad()
+            window.loss.backward()
+            scales.append(window.lr_scale)
+            with torch.no_grad():
+                for p in expected.parameters():
+                    p -= 0.5 * window.lr_scale * p.grad
+    torch.manual_seed(0)
+    trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
+    trainer.fit()
+    assert len(set(scales)) > 3 and trainer.window == len(scales)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.5  # restored after each update
+    for got, want in zip(trainer.model.parameters(), expected.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpointed_training_takes_the_same_steps():
+    tokens = torch.randint(0, 6, (401,), generator=torch.Generator().manual_seed(0))
+    train = Streams.language_model(tokens, 2, 40)
+    trained = []
+    for settings in (
+        {},
+        {"checkpoint_activations": True},
+        {"checkpoint_activations": True, "checkpoint_segment": 3},
+    ):
+        torch.manual_seed(0)
+        model = tbptt.models.LSTM(8, vocab_size=6, num_layers=2)
+        config = TrainConfig(k1=None, lr=1e-2, **settings)
+        Trainer(model, tbptt.losses.cross_entropy, train, config).fit()
+        trained.append(model.state_dict())
+    for other in trained[1:]:
+        for name in trained[0]:
+            torch.testing.assert_close(other[name], trained[0][name], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
+        ({"k1": None, "k1_std": 2.0}, "k1_std needs a k1"),
+        ({"k1_std": -1.0}, "k1_std needs a k1 and must be >= 0"),
+        ({"checkpoint_segment": 4}, "needs checkpoint_activations"),
+        ({"checkpoint_activations": True, "checkpoint_segment": 0}, ">= 1 steps"),
         ({"k1": 4, "k2": 2}, "k1=4 > k2=2"),
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),

@@ -1,7 +1,8 @@
 """tbptt: exact full and truncated backpropagation through time for PyTorch.
 
 The public API: ``gradients`` (every window's gradient at fixed parameters),
-``Runner`` (stateful TBPTT for training), the built-in ``models``, per-element
+``Runner`` (stateful TBPTT for training, checkpointed on request),
+``RandomTruncation`` (a k1 drawn per window), the built-in ``models``, per-element
 ``losses``, ``data`` (streams, text, series, tasks) and ``reference`` (NumPy BPTT
 for Elman networks).
 """
@@ -12,6 +13,7 @@ from tbptt import data, losses, models
 from tbptt.engine import Runner, Window, gradients, unroll
 from tbptt.errors import TBPTTError
 from tbptt.state import detach
+from tbptt.windows import RandomTruncation
 
 try:
     __version__ = version("tbptt")
@@ -19,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "RandomTruncation",
     "Runner",
     "TBPTTError",
     "Window",

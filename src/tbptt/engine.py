@@ -6,6 +6,10 @@ model whose ``forward`` also takes a ``resets: (T, B)`` keyword applies resets i
 (the built-in models do, in one fused call); for any other model the engine splits
 the sequence at the steps where some stream resets and resets those streams' state
 between the pieces.
+
+With ``checkpoint=`` a window keeps only the states at segment boundaries and
+recomputes the rest in the backward pass (``tbptt.checkpointing``): the same
+gradient in a fraction of the memory.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tbptt import checkpointing
 from tbptt import state as states
 from tbptt.errors import TBPTTError
 from tbptt.state import State
-from tbptt.windows import Span, check_truncation, spans
+from tbptt.windows import RandomTruncation, Span, Stride, check_truncation, overlap, spans
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(outputs, targets) -> (T, B)`` per-element losses."""
@@ -63,9 +68,15 @@ def masked_mean(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """
     if mask is None:
         return losses.mean(), torch.tensor(losses.numel(), device=losses.device)
-    count = mask.sum()
-    total = torch.where(mask, losses, torch.zeros_like(losses)).sum()
+    total, count = masked_sum(losses, mask)
     return total / count.clamp(min=1), count
+
+
+def masked_sum(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The sum of ``losses: (T, B)`` over valid elements, and their count."""
+    if mask is None:
+        return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
+    return torch.where(mask, losses, torch.zeros_like(losses)).sum(), mask.sum()
 
 
 @dataclass
@@ -73,14 +84,40 @@ class Window:
     """One window of TBPTT: its loss (with graph), outputs and position in the chunk.
 
     ``loss`` is the mean over the ``count`` valid elements of steps
-    ``[loss_start, end)``; ``outputs`` are the model's outputs for those steps.
+    ``[loss_start, end)``; ``outputs`` are the model's outputs for those steps, or
+    ``None`` for a checkpointed window (they are not kept: that is the point).
+    ``lr_scale`` is the factor for this update's learning rate: loss steps over the
+    mean k1 with :class:`~tbptt.windows.RandomTruncation`, else 1.0.
     """
 
     loss: Tensor
     count: Tensor
-    outputs: Tensor
+    outputs: Tensor | None
     loss_start: int
     end: int
+    lr_scale: float = 1.0
+
+    @property
+    def k1(self) -> int:
+        """The window's stride: its loss steps (drawn per window with random k1)."""
+        return self.end - self.loss_start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk as its windows see it: ``inputs: (H + T, B, ...)`` and ``resets:
+    (H + T, B)`` start with the ``history`` (H) steps carried from the last chunk;
+    ``targets: (T, B, ...)`` and ``mask: (T, B)`` do not."""
+
+    inputs: Tensor
+    targets: Tensor
+    resets: Tensor | None
+    mask: Tensor | None
+    history: int
+
+    def loss_steps(self, start: int, end: int) -> slice:
+        """Steps ``[start, end)`` of ``inputs`` as a slice of ``targets``."""
+        return slice(start - self.history, end - self.history)
 
 
 class Runner:
@@ -91,7 +128,14 @@ class Runner:
     runner keeps the last ``k2 - k1`` steps of inputs (and resets) so the first
     windows of the next chunk see their full history. Windows are laid out from the
     start of each chunk (chunks of a multiple of k1 steps give the windows of the
-    whole stream). ``k1=None`` makes each chunk one window of full BPTT.
+    whole stream). ``k1=None`` makes each chunk one window of full BPTT; a
+    :class:`~tbptt.windows.RandomTruncation` draws each window's k1.
+
+    ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
+    a window of L steps, keeping only the states between them and recomputing the
+    rest in the backward pass (the same gradient; ``docs/memory.md``);
+    ``checkpoint=S`` uses segments of S steps; ``memory_budget=bytes`` picks the
+    longest segments whose activations and boundary states fit the budget.
 
     Usage::
 
@@ -107,14 +151,18 @@ class Runner:
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        k1: int | None,
+        k1: Stride,
         k2: int | None = None,
         *,
         state: State = None,
+        checkpoint: bool | int = False,
+        memory_budget: int | None = None,
     ) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.k1, self.k2 = check_truncation(k1, k2)
-        self.overlap = 0 if self.k1 is None or self.k2 is None else self.k2 - self.k1
+        self.overlap = overlap(self.k1, self.k2)
+        self.checkpointing = checkpointing.check_checkpoint(checkpoint, memory_budget)
+        self._probed: dict[tuple[object, ...], tuple[float, int]] = {}
         self.state = states.detach(state)
         self.history: tuple[Tensor, Tensor | None] | None = None
         """The last ``k2 - k1`` steps' inputs and resets, run again by the next chunk."""
@@ -146,44 +194,105 @@ class Runner:
             history = past_inputs.shape[0]
             resets = join_resets(past_resets, resets, past_inputs, inputs)
             inputs = torch.cat([past_inputs, inputs])
+        chunk = Chunk(inputs, targets, resets, mask, history)
         for span in spans(inputs.shape[0], self.k1, self.k2, history=history):
-            yield self._window(span, inputs, targets, resets, mask, history)
+            yield self._window(span, chunk)
         keep = max(inputs.shape[0] - self.overlap, 0)
         past = None if resets is None else resets[keep:]
         self.history = (inputs[keep:], past) if self.overlap else None
 
-    def _window(
-        self,
-        span: Span,
-        inputs: Tensor,
-        targets: Tensor,
-        resets: Tensor | None,
-        mask: Tensor | None,
-        history: int,
-    ) -> Window:
+    def _window(self, span: Span, chunk: Chunk) -> Window:
         """Run one window from the carried state and compute its loss.
 
         The run is split where the next window starts, to carry the state entering
         that step (detached) without running any step twice more than TBPTT does.
         """
         next_start = max(span.end - self.overlap, span.start)
+        segment = self._segment_steps(span, chunk)
+        if segment < span.end - span.start:
+            return self._checkpointed_window(span, chunk, segment, next_start)
         outputs, state = [], self.state
         for start, end in ((span.start, next_start), (next_start, span.end)):
             if start < end:
-                piece_resets = None if resets is None else resets[start:end]
-                piece, state = unroll(self.model, inputs[start:end], state, piece_resets)
+                piece_resets = None if chunk.resets is None else chunk.resets[start:end]
+                piece, state = unroll(self.model, chunk.inputs[start:end], state, piece_resets)
                 outputs.append(piece)
             if end == next_start:
                 self.state = states.detach(state)
         ran = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         history_steps = span.loss_start - span.start  # a slice, even [0:], costs a backward
         loss_outputs = ran[history_steps:] if history_steps else ran
-        loss_steps = slice(span.loss_start - history, span.end - history)
-        losses = self.loss_fn(loss_outputs, targets[loss_steps])
-        window_mask = None if mask is None else mask[loss_steps]
-        check_losses(losses, targets[loss_steps])
+        loss_steps = chunk.loss_steps(span.loss_start, span.end)
+        losses = self.loss_fn(loss_outputs, chunk.targets[loss_steps])
+        window_mask = None if chunk.mask is None else chunk.mask[loss_steps]
+        check_losses(losses, chunk.targets[loss_steps])
         loss, count = masked_mean(losses, window_mask)
-        return Window(loss, count, loss_outputs, loss_steps.start, loss_steps.stop)
+        return Window(
+            loss, count, loss_outputs, loss_steps.start, loss_steps.stop, self._lr_scale(span)
+        )
+
+    def _lr_scale(self, span: Span) -> float:
+        if isinstance(self.k1, RandomTruncation):
+            return (span.end - span.loss_start) / self.k1.mean
+        return 1.0
+
+    def _segment_steps(self, span: Span, chunk: Chunk) -> int:
+        """The checkpoint segment length for ``span`` (its length: run it plainly)."""
+        steps = span.end - span.start
+        if self.checkpointing is None:
+            return steps
+
+        def probe() -> tuple[float, int]:
+            inputs = chunk.inputs
+            key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, self.model.training)
+            if key not in self._probed:
+                start = max(span.start, span.end - checkpointing.PROBE_STEPS)
+                run = self._segment_loss(span, chunk)
+                parameters = self.model.parameters()
+                self._probed[key] = checkpointing.probe(run, inputs, start, self.state, parameters)
+            return self._probed[key]
+
+        return self.checkpointing.segment_steps(steps, probe)
+
+    def _checkpointed_window(
+        self, span: Span, chunk: Chunk, segment: int, next_start: int
+    ) -> Window:
+        """The window run as checkpointed segments of ``segment`` steps: its loss is
+        the segments' loss sums over the window's valid count; no outputs are kept."""
+        bounds = checkpointing.boundaries(span.start, next_start, span.end, segment)
+        run = self._segment_loss(span, chunk)
+        total, self.state = checkpointing.run_segments(
+            run, chunk.inputs, bounds, self.state, next_start
+        )
+        loss_steps = chunk.loss_steps(span.loss_start, span.end)
+        if chunk.mask is None:
+            batch = chunk.inputs.shape[1]
+            count = torch.tensor((span.end - span.loss_start) * batch, device=total.device)
+        else:
+            count = chunk.mask[loss_steps].sum()
+        loss = total / count.clamp(min=1)
+        return Window(loss, count, None, loss_steps.start, loss_steps.stop, self._lr_scale(span))
+
+    def _segment_loss(self, span: Span, chunk: Chunk) -> checkpointing.SegmentFn:
+        """The function one checkpointed segment runs: steps ``[start, start + S)``
+        from ``state``, returning the masked loss sum of those of them in the
+        window's loss steps, and the state after them."""
+
+        def run(inputs: Tensor, start: int, state: State) -> tuple[Tensor, State]:
+            end = start + inputs.shape[0]
+            resets = None if chunk.resets is None else chunk.resets[start:end]
+            outputs, state = unroll(self.model, inputs, state, resets)
+            first = max(span.loss_start, start)
+            if first >= end:  # history steps only: no loss
+                return outputs.new_zeros(()), state
+            loss_steps = chunk.loss_steps(first, end)
+            targets = chunk.targets[loss_steps]
+            losses = self.loss_fn(outputs[first - start :], targets)
+            check_losses(losses, targets)
+            mask = None if chunk.mask is None else chunk.mask[loss_steps]
+            return masked_sum(losses, mask)[0], state
+
+        return run
 
 
 def join_resets(
@@ -243,12 +352,14 @@ def gradients(
     inputs: Tensor,
     targets: Tensor,
     loss_fn: LossFn,
-    k1: int | None,
+    k1: Stride,
     k2: int | None = None,
     *,
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
+    checkpoint: bool | int = False,
+    memory_budget: int | None = None,
 ) -> list[dict[str, Tensor]]:
     """The gradient of every TBPTT(k1, k2) window at fixed parameters, in window order.
 
@@ -256,17 +367,22 @@ def gradients(
         model: follows the protocol ``forward(x, state) -> (y, state)``.
         inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``.
         loss_fn: ``loss_fn(outputs, targets) -> (T, B)`` per-element losses.
-        k1, k2: the truncation (``k2=None``: k2 = k1; ``k1=None``: full BPTT).
+        k1, k2: the truncation (``k2=None``: k2 = k1; ``k1=None``: full BPTT; a
+            :class:`~tbptt.windows.RandomTruncation` draws each window's k1).
         state: the state entering step 0 (``None``: the model's initial state).
         resets: ``(T, B)`` bool, true where a stream starts a new sequence.
         mask: ``(T, B)`` bool, false for padding.
+        checkpoint, memory_budget: recompute activations in the backward pass
+            instead of keeping them (see :class:`Runner`); the same gradients.
 
     Returns:
         One dict per window mapping each trainable parameter's name (as in
         ``model.named_parameters()``) to ``dL_n/dθ``.
     """
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    runner = Runner(model, loss_fn, k1, k2, state=state)
+    runner = Runner(
+        model, loss_fn, k1, k2, state=state, checkpoint=checkpoint, memory_budget=memory_budget
+    )
     result = []
     for window in runner.windows(inputs, targets, resets=resets, mask=mask):
         grads = torch.autograd.grad(window.loss, [p for _, p in named], allow_unused=True)

@@ -28,7 +28,7 @@ from tbptt.data.streams import Batch, Streams
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
-from tbptt.windows import check_truncation
+from tbptt.windows import RandomTruncation, Stride, check_truncation
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,17 @@ class TrainConfig:
     """Steps between parameter updates (the window stride); unset: full BPTT per batch."""
     k2: int | None = None
     """Steps a gradient flows back, k1 <= k2 (default k1: non-overlapping windows)."""
+    k1_std: float | None = None
+    """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
+    (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
+    that update's learning rate by the drawn k1 over k1 (unset: a fixed k1)."""
+    checkpoint_activations: bool = False
+    """Keep only the state every ~sqrt(window) steps and recompute the rest in the
+    backward pass: the same gradients in far less memory, one more forward pass
+    (docs/memory.md)."""
+    checkpoint_segment: int | None = None
+    """With checkpoint_activations: steps between kept states (default: about the
+    square root of the window's steps)."""
     epochs: int = 1
     """Passes over the training streams."""
     max_windows: int | None = None
@@ -74,6 +85,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_truncation(self.k1, self.k2)
+        segment = self.checkpoint_segment
+        if segment is not None and (segment < 1 or not self.checkpoint_activations):
+            raise TBPTTError(
+                f"checkpoint_segment={segment} needs checkpoint_activations on and >= 1 steps"
+            )
+        if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
+            raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
         for name in ("epochs", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -93,6 +111,14 @@ class TrainConfig:
             raise TBPTTError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
+
+    def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
+        """The engine for these settings."""
+        k1: Stride = self.k1
+        if self.k1_std is not None and self.k1 is not None:
+            k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)
+        checkpoint = self.checkpoint_segment or self.checkpoint_activations
+        return Runner(model, loss_fn, k1, self.k2, checkpoint=checkpoint)
 
 
 class Trainer:
@@ -132,7 +158,7 @@ class Trainer:
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
         self.train_streams, self.validation, self.metrics = train, validation, metrics
         self.extra = extra or {}
-        self.runner = Runner(self.model, loss_fn, config.k1, config.k2)
+        self.runner = config.runner(self.model, loss_fn)
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -204,12 +230,22 @@ class Trainer:
                 self.skipped += 1
                 logger.warning("skipped update %d: non-finite loss or gradient", self.window)
                 continue
-            self.optimizer.step()
+            self._step(window.lr_scale)
             self.scheduler.step()
             self.window += 1
             count = int(window.count)
             self._loss_sum += float(window.loss.detach()) * count
             self._loss_count += count
+
+    def _step(self, lr_scale: float) -> None:
+        """An optimizer step with the learning rate scaled by ``lr_scale`` for it alone
+        (randomised truncation), restored exactly for the schedule."""
+        rates = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["lr"] * lr_scale
+        self.optimizer.step()
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
 
     def _clip(self) -> float:
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -292,7 +328,11 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "runner": {"state": self.runner.state, "history": self.runner.history},
+            "runner": {
+                "state": self.runner.state,
+                "history": self.runner.history,
+                **truncation_state(self.runner),
+            },
             "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
             "progress": {
                 "best": self.best,
@@ -314,6 +354,8 @@ class Trainer:
             state["runner"]["state"],
             state["runner"]["history"],
         )
+        if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
+            self.runner.k1.load_state_dict(state["runner"]["truncation"])
         self.epoch, self.batch, self.window = (
             state["position"][key] for key in ("epoch", "batch", "window")
         )
@@ -339,6 +381,13 @@ class Trainer:
         state = checkpoint.load(path, map_location=self.device)
         self.load_state_dict(state)
         self.log.truncate(self.window)
+
+
+def truncation_state(runner: Runner) -> dict[str, Any]:
+    """The random-truncation draws' state, for an exact resume (none for a fixed k1)."""
+    if isinstance(runner.k1, RandomTruncation):
+        return {"truncation": runner.k1.state_dict()}
+    return {}
 
 
 def add_totals(totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor) -> None:

@@ -11,12 +11,18 @@ Window n (n = 1, 2, ...) of a sequence of T steps, as in ``semantics.md``::
                           |<-------- k2 at most ------>|
 
 k1 is the stride between parameter updates, k2 the number of steps a gradient
-flows back; k1 = k2 = T is full BPTT.
+flows back; k1 = k2 = T is full BPTT. With :class:`RandomTruncation` as k1, each
+window draws its own stride and keeps the overlap ``k2 - mean`` (``semantics.md``,
+"Variants").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from tbptt.errors import TBPTTError
 
@@ -30,8 +36,65 @@ class Span:
     end: int
 
 
-def check_truncation(k1: int | None, k2: int | None) -> tuple[int | None, int | None]:
-    """Validate (k1, k2) and return them with ``k2 = k1`` filled in when omitted.
+class RandomTruncation:
+    """A k1 drawn afresh for every window (AWD-LSTM, Merity et al. 2018).
+
+    With probability ``p_mean`` a window's k1 is ``round(N(mean, std))``, otherwise
+    ``round(N(mean / 2, std))``, and never below ``minimum``. Pass it to
+    :class:`tbptt.Runner` as ``k1``; ``k2`` then sets the overlap ``k2 - mean`` that
+    every window keeps (``k2 = k1 + k2 - mean``). Each window's ``lr_scale`` is its
+    loss steps over ``mean``: scaling the learning rate by it gives every step's loss
+    the same weight whatever the window's length.
+
+    The draws come from a ``torch.Generator`` seeded with ``seed``; its
+    :meth:`state_dict` lets a resumed run draw the same lengths.
+    """
+
+    def __init__(
+        self,
+        mean: int = 70,
+        std: float = 5.0,
+        *,
+        p_mean: float = 0.95,
+        minimum: int = 1,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("mean", mean), ("minimum", minimum)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TBPTTError(f"RandomTruncation {name} must be an int >= 1, got {value!r}")
+        if not (math.isfinite(std) and std >= 0) or not 0.0 <= p_mean <= 1.0:
+            raise TBPTTError(
+                f"RandomTruncation needs std >= 0 and 0 <= p_mean <= 1, got {std} and {p_mean}"
+            )
+        self.mean, self.std, self.p_mean, self.minimum = mean, float(std), p_mean, minimum
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self) -> int:
+        """The next window's k1."""
+        short = float(torch.rand((), generator=self.generator)) >= self.p_mean
+        centre = self.mean / 2 if short else self.mean
+        noise = float(torch.randn((), generator=self.generator))
+        return max(self.minimum, round(centre + self.std * noise))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state: a run resumed from it draws the same k1s."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the draws from a :meth:`state_dict`."""
+        self.generator.set_state(state["generator"].cpu())
+
+    def __repr__(self) -> str:
+        return f"RandomTruncation(mean={self.mean}, std={self.std}, p_mean={self.p_mean})"
+
+
+Stride = int | RandomTruncation | None
+"""k1: a fixed stride, one drawn per window, or ``None`` for full BPTT."""
+
+
+def check_truncation(k1: Stride, k2: int | None) -> tuple[Stride, int | None]:
+    """Validate (k1, k2) and return them with ``k2 = k1`` filled in when omitted
+    (``k2 = mean`` for a :class:`RandomTruncation`).
 
     ``k1=None`` means full BPTT (then k2 must be None too).
     """
@@ -39,6 +102,14 @@ def check_truncation(k1: int | None, k2: int | None) -> tuple[int | None, int | 
         if k2 is not None:
             raise TBPTTError(f"k2={k2} given without k1: pass k1 too, or neither for full BPTT")
         return None, None
+    if isinstance(k1, RandomTruncation):
+        k2 = k1.mean if k2 is None else k2
+        if isinstance(k2, bool) or not isinstance(k2, int) or k2 < k1.mean:
+            raise TBPTTError(
+                f"k2={k2!r} with random k1 of mean {k1.mean}: k2 must be an int >= the mean "
+                f"(k2 - mean steps of overlap)"
+            )
+        return k1, k2
     k2 = k1 if k2 is None else k2
     for name, k in (("k1", k1), ("k2", k2)):
         if isinstance(k, bool) or not isinstance(k, int):
@@ -53,21 +124,33 @@ def check_truncation(k1: int | None, k2: int | None) -> tuple[int | None, int | 
     return k1, k2
 
 
-def spans(length: int, k1: int | None, k2: int | None = None, *, history: int = 0) -> list[Span]:
+def overlap(k1: Stride, k2: int | None) -> int:
+    """The steps each window runs again before its loss steps: ``k2 - k1`` (``k2 -
+    mean`` for random k1, 0 for full BPTT)."""
+    if k1 is None or k2 is None:
+        return 0
+    return k2 - (k1.mean if isinstance(k1, RandomTruncation) else k1)
+
+
+def spans(length: int, k1: Stride, k2: int | None = None, *, history: int = 0) -> list[Span]:
     """The windows of TBPTT(k1, k2) over ``length`` steps, in order.
 
     The first ``history`` steps are context carried from an earlier chunk: they give
-    the first windows their history but carry no loss.
+    the first windows their history but carry no loss. A :class:`RandomTruncation`
+    k1 draws each window's stride (the last window stops at ``length``).
 
     >>> spans(10, 3, 5)  # doctest: +NORMALIZE_WHITESPACE
     [Span(start=0, loss_start=0, end=3), Span(start=1, loss_start=3, end=6),
      Span(start=4, loss_start=6, end=9), Span(start=7, loss_start=9, end=10)]
     """
     k1, k2 = check_truncation(k1, k2)
-    if k1 is None or k2 is None:
+    if k1 is None:
         return [Span(0, history, length)]
-    overlap = k2 - k1
-    return [
-        Span(max(loss_start - overlap, 0), loss_start, min(loss_start + k1, length))
-        for loss_start in range(history, length, k1)
-    ]
+    keep = overlap(k1, k2)
+    result, loss_start = [], history
+    while loss_start < length:
+        stride = k1.draw() if isinstance(k1, RandomTruncation) else k1
+        end = min(loss_start + stride, length)
+        result.append(Span(max(loss_start - keep, 0), loss_start, end))
+        loss_start = end
+    return result

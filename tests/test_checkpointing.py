@@ -1,0 +1,248 @@
+"""Checkpointed BPTT gives the plain gradients in a fraction of the memory.
+
+Gradients are checked in float64 against ``naive.window_gradients`` (a per-step
+unroll); memory is counted exactly by ``live_memory.PeakLiveBytes``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tbptt
+from tbptt import checkpointing, losses, models
+from tests import naive
+from tests.live_memory import PeakLiveBytes
+from tests.test_engine import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
+
+
+def assert_close(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert got.keys() == want.keys()
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=6, deadline=None)
+@given(
+    steps=st.integers(2, 16),
+    batch=st.integers(1, 3),
+    truncation=st.sampled_from([(None, 0), (3, 0), (2, 3), (4, 6)]),
+    segment=st.sampled_from([True, 1, 2, 3, 5]),
+    reset_p=st.sampled_from([0.0, 0.2]),
+    mask_p=st.sampled_from([1.0, 0.6]),
+    seed=st.integers(0, 2**16),
+)
+def test_checkpointed_gradients_equal_a_per_step_unroll(
+    kind, steps, batch, truncation, segment, reset_p, mask_p, seed
+):
+    model = make_model(kind)
+    inputs, targets, resets, mask = make_data(steps, batch, seed, reset_p, mask_p)
+    k1, extra = truncation
+    k2 = None if k1 is None else k1 + extra
+    expected = naive.window_gradients(
+        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
+    )
+    actual = tbptt.gradients(
+        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask, checkpoint=segment
+    )
+    assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "dict"])
+@pytest.mark.parametrize(("k1", "k2", "chunk"), [(None, None, 6), (2, 5, 4), (4, 7, 4)])
+def test_checkpointed_runner_over_chunks_equals_the_plain_one(kind, k1, k2, chunk):
+    model = make_model(kind)
+    inputs, targets, resets, mask = make_data(12, 2, reset_p=0.2, mask_p=0.8)
+    plain = tbptt.Runner(model, losses.mse, k1, k2)
+    checkpointed = tbptt.Runner(model, losses.mse, k1, k2, checkpoint=2)
+    params = list(model.parameters())
+    for begin in range(0, 12, chunk):
+        part = slice(begin, begin + chunk)
+        args = (inputs[part], targets[part])
+        kwargs = {"resets": resets[part], "mask": mask[part]}
+        pairs = zip(
+            plain.windows(*args, **kwargs), checkpointed.windows(*args, **kwargs), strict=True
+        )
+        for want, got in pairs:
+            assert (got.loss_start, got.end) == (want.loss_start, want.end)
+            assert got.outputs is None or torch.equal(got.outputs, want.outputs)  # short: plain
+            if k1 is None:  # one window of 6 steps in segments of 2: no outputs kept
+                assert got.outputs is None
+            assert torch.equal(got.count, want.count)
+            torch.testing.assert_close(got.loss, want.loss, rtol=1e-12, atol=0)
+            for g, w in zip(
+                torch.autograd.grad(got.loss, params),
+                torch.autograd.grad(want.loss, params),
+                strict=True,
+            ):
+                torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+        for got_state, want_state in zip(
+            tbptt.state.leaves(checkpointed.state), tbptt.state.leaves(plain.state), strict=True
+        ):
+            assert not got_state.requires_grad
+            torch.testing.assert_close(got_state, want_state, rtol=1e-12, atol=0)
+
+
+def test_a_memory_budget_picks_the_longest_segments_that_fit():
+    assert checkpointing.budget_segment(100, 10**9, 10.0, 1) == 100  # everything fits
+    # 100 steps, 40 bytes a step, 100 a state: S = 25 needs 4 * 100 + 25 * 40 = 1400,
+    # S = 26 needs 4 * 100 + 26 * 40 = 1440; below 1400, S = 22 (5 * 100 + 22 * 40)
+    assert checkpointing.budget_segment(100, 1400, 40.0, 100) == 25
+    assert checkpointing.budget_segment(100, 1399, 40.0, 100) == 22
+    # the least any S needs is 1280 (S = 17: 6 * 100 + 17 * 40)
+    assert checkpointing.budget_segment(100, 1280, 40.0, 100) == 17
+    with pytest.raises(tbptt.TBPTTError, match=r"below the 1280 .* \(17-step segments") as error:
+        checkpointing.budget_segment(100, 1279, 40.0, 100)
+    assert "\n" not in str(error.value)
+
+
+def test_the_probe_counts_saved_bytes_per_step_and_the_state():
+    weight = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+
+    def run(inputs, start, state):  # per step: mm saves x (2, 3), tanh its output (2, 5)
+        h = state
+        for x in inputs:
+            h = torch.tanh(x @ weight + h)
+        return h.sum(), h
+
+    inputs = torch.randn(40, 2, 3, dtype=torch.float64)
+    state = torch.zeros(2, 5, dtype=torch.float64)
+    step_bytes, state_bytes = checkpointing.probe(run, inputs, 30, state, [weight])
+    assert (step_bytes, state_bytes) == ((2 * 3 + 2 * 5) * 8, 2 * 5 * 8)
+
+
+def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkeypatch):
+    model = make_model("gru")
+    inputs, targets, _, mask = make_data(24, 2, mask_p=0.8)
+    expected = tbptt.gradients(model, inputs, targets, losses.mse, None, mask=mask)
+
+    def run(piece, start, state):  # what the engine runs per segment
+        outputs, state = model(piece, state)
+        end = start + piece.shape[0]
+        return torch.where(mask[start:end], losses.mse(outputs, targets[start:end]), 0).sum(), state
+
+    last = 24 - checkpointing.PROBE_STEPS
+    step_bytes, state_bytes = checkpointing.probe(run, inputs, last, None, model.parameters())
+    assert step_bytes > 0 and state_bytes == 2 * 2 * HIDDEN * 8  # (B, layers, hidden) float64
+    budget = int(6 * state_bytes + 4 * step_bytes)  # 4-step segments fit, 5-step ones not
+    assert checkpointing.budget_segment(24, budget, step_bytes, state_bytes) == 4
+    segments = []
+    real = checkpointing.torch_checkpoint
+
+    def counting(fn, piece, *args, **kwargs):
+        segments.append(piece.shape[0])
+        return real(fn, piece, *args, **kwargs)
+
+    monkeypatch.setattr(checkpointing, "torch_checkpoint", counting)
+    actual = tbptt.gradients(
+        model, inputs, targets, losses.mse, None, mask=mask, memory_budget=budget
+    )
+    assert segments == [4] * 6
+    assert_close(actual, expected)
+
+
+def segmented_gradients(model, inputs, targets, segment):
+    """Full BPTT run segment by segment (one model call each, as the checkpointed
+    engine calls it), without checkpointing: the random draws happen in the same
+    order, so dropout masks match."""
+    state, total = None, 0.0
+    for start in range(0, inputs.shape[0], segment):
+        outputs, state = model(inputs[start : start + segment], state)
+        total = total + losses.mse(outputs, targets[start : start + segment]).sum()
+    loss = total / targets.shape[:2].numel()
+    return [
+        dict(
+            zip(
+                dict(model.named_parameters()),
+                torch.autograd.grad(loss, list(model.parameters())),
+                strict=True,
+            )
+        )
+    ]
+
+
+def dropout_model():
+    torch.manual_seed(0)
+    model = models.LSTM(8, input_size=INPUT, output_size=OUTPUT, num_layers=2, dropout=0.3)
+    return model.double().train()
+
+
+def test_dropout_masks_are_replayed_in_the_backward_pass():
+    model = dropout_model()
+    inputs, targets, _, _ = make_data(12, 3)
+    torch.manual_seed(7)
+    expected = segmented_gradients(model, inputs, targets, 4)
+    after_expected = torch.get_rng_state()
+    torch.manual_seed(7)
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    assert_close(actual, expected)
+    assert torch.equal(torch.get_rng_state(), after_expected)  # random state as if plain
+    torch.manual_seed(8)
+    other_masks = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    assert not torch.allclose(other_masks[0]["rnn.weight_hh_l0"], actual[0]["rnn.weight_hh_l0"])
+
+
+def test_without_replayed_random_state_the_gradient_would_differ(monkeypatch):
+    """The dropout test above can fail: recomputing with fresh masks changes the gradient."""
+    model = dropout_model()
+    inputs, targets, _, _ = make_data(12, 3)
+    torch.manual_seed(7)
+    expected = segmented_gradients(model, inputs, targets, 4)
+    careless = functools.partial(torch.utils.checkpoint.checkpoint, preserve_rng_state=False)
+    monkeypatch.setattr(
+        checkpointing,
+        "torch_checkpoint",
+        lambda *args, preserve_rng_state, **kwargs: careless(*args, **kwargs),
+    )
+    torch.manual_seed(7)
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    assert not torch.allclose(actual[0]["rnn.weight_hh_l0"], expected[0]["rnn.weight_hh_l0"])
+
+
+def peak_bytes(steps: int, checkpoint: bool | int) -> int:
+    """Live bytes at the worst moment of one full-BPTT forward and backward pass."""
+    torch.manual_seed(0)
+    model = models.LSTM(16, input_size=INPUT, output_size=OUTPUT)
+    inputs, targets = torch.randn(steps, 4, INPUT), torch.randn(steps, 4, OUTPUT)
+    with PeakLiveBytes() as meter:
+        runner = tbptt.Runner(model, losses.mse, None, checkpoint=checkpoint)
+        for window in runner.windows(inputs, targets):
+            window.loss.backward()
+    return meter.peak
+
+
+def test_checkpointed_memory_grows_like_the_square_root_of_the_length():
+    short, long = 32, 512  # 16 times the steps
+    plain = {steps: peak_bytes(steps, False) for steps in (short, long)}
+    checkpointed = {steps: peak_bytes(steps, True) for steps in (short, long)}
+    assert plain[long] / plain[short] > 12  # the meter sees activations grow with T
+    assert checkpointed[long] / checkpointed[short] < 4.5  # sqrt(16) = 4 at most
+    assert checkpointed[long] < plain[long] / 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"checkpoint": 0}, "checkpoint must be True, False or a segment length"),
+        ({"checkpoint": -3}, "checkpoint must be True, False or a segment length"),
+        ({"checkpoint": 2.5}, "checkpoint must be True, False or a segment length"),
+        ({"checkpoint": "yes"}, "checkpoint must be True, False or a segment length"),
+        ({"memory_budget": True}, "memory_budget must be a number of bytes"),
+        ({"memory_budget": 0}, "memory_budget must be a number of bytes"),
+        ({"checkpoint": 4, "memory_budget": 2**20}, "not both"),
+        ({"memory_budget": 10}, "memory_budget=10 bytes is below"),
+    ],
+)
+def test_bad_checkpoint_settings_are_refused_in_one_line(kwargs, message):
+    model = make_model("elman")
+    inputs, targets, _, _ = make_data(6, 2)
+    with pytest.raises(tbptt.TBPTTError, match=message) as error:
+        tbptt.gradients(model, inputs, targets, losses.mse, None, **kwargs)
+    assert "\n" not in str(error.value)
