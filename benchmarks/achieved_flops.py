@@ -87,7 +87,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
         for _ in range(args.warmup):
             block()
     seconds = harness.interleaved({name: block for name, (block, _) in blocks.items()},
-                          args.repeats, device)
+                          args.repeats, device, clock=harness.CLOCKS[args.clock])
     rates = {name: flops / harness.median(seconds[name]) for name, (_, flops) in blocks.items()}
     peak_name = max((f"mm-{size}" for size in args.peak_sizes), key=rates.__getitem__)
     peak = rates[peak_name]

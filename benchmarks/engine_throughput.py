@@ -190,8 +190,7 @@ def run_config(config: Config, args, device: torch.device) -> dict:
     seconds = harness.interleaved(
         {name: (lambda loop=loop: loop.block(args.windows)) for name, loop in loops.items()},
         args.repeats,
-        device,
-    )
+        device, clock=harness.CLOCKS[args.clock])
     elapsed, steal_after = time.perf_counter() - start, harness.steal_seconds()
     tokens = args.windows * config.k * config.batch_size
     throughput = {name: tokens / harness.median(times) for name, times in seconds.items()}
@@ -250,13 +249,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, default=None,
                         help="windows per timed block (default 4, quick 2)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats (default 15, quick 3)")
+                        help="interleaved repeats (default 10, quick 3)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="warm-up windows per variant (default 2, quick 1)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--lr", type=float, default=0.05)
     args = parser.parse_args(argv)
-    defaults = {"windows": (2, 4), "repeats": (3, 15), "warmup": (1, 2)}
+    defaults = {"windows": (2, 4), "repeats": (3, 10), "warmup": (1, 2)}
     for name, (quick, full) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)

@@ -71,8 +71,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+"""``wall``: elapsed time. ``cpu``: this process's CPU time; with one thread, the time
+the work held a core, which other processes taking turns on a busy machine do not
+lengthen (they still share its caches and memory bandwidth). CPU only."""
+
+
 def interleaved(
-    variants: dict[str, Callable[[], None]], repeats: int, device: torch.device
+    variants: dict[str, Callable[[], None]],
+    repeats: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant, ``repeats`` times, variants interleaved.
 
@@ -85,10 +94,10 @@ def interleaved(
     for repeat in range(repeats):
         for name, run in order if repeat % 2 == 0 else reversed(order):
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             run()
             synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(clock() - start)
     return seconds
 
 
@@ -133,6 +142,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, quick: str) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON results (default: benchmarks/results/<name>_<device>.json)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="what a time is: wall (elapsed) or cpu (process CPU time; "
+                             "with --threads 1 on a shared machine)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's; 1 is faster on a "
+                             "machine that others keep busy)")
 
 
 def pick_device(name: str, benchmark: str) -> torch.device | None:
@@ -188,7 +203,12 @@ def start(benchmark: str, args: argparse.Namespace, keys: tuple[str, ...],
     device = pick_device(args.device, benchmark)
     if device is None:
         return None
-    settings = {**{key: getattr(args, key) for key in keys}, **extra}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if device.type == "cuda" and args.clock == "cpu":
+        print(f"{benchmark}: --clock cpu does not see GPU time; timing wall time instead.")
+        args.clock = "wall"
+    settings = {**{key: getattr(args, key) for key in (*keys, "clock")}, **extra}
     return device, Recording(benchmark, device, settings)
 
 

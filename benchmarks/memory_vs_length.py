@@ -32,7 +32,6 @@ import argparse
 import inspect
 import json
 import sys
-import time
 from pathlib import Path
 
 import harness
@@ -90,14 +89,14 @@ def child(args: argparse.Namespace, device: torch.device) -> dict:
     warmup = min(WARMUP_STEPS, args.length)
     harness.train_chunk(make_runner(args.method, model, args.k), inputs[:warmup], targets[:warmup])
     baseline = baseline_bytes(device)
-    seconds = []
+    seconds, clock = [], harness.CLOCKS[args.clock]
     for _ in range(args.passes):
         runner = make_runner(args.method, model, args.k)  # every pass from the initial state
         harness.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         windows = harness.train_chunk(runner, inputs, targets)
         harness.synchronize(device)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(clock() - start)
     return {"method": args.method, "length": args.length, "windows": windows,
             "baseline_bytes": baseline, "peak_bytes": peak_bytes(device) - baseline,
             "seconds": seconds}
@@ -148,6 +147,8 @@ def run_length(args, device: torch.device, length: int, rows: list[dict], limit:
     common = ["--device", str(device), "--length", str(length), "--k", str(args.k),
               "--hidden-size", str(args.hidden_size), "--batch-size", str(args.batch_size),
               "--vocab-size", str(args.vocab_size), "--seed", str(args.seed),
+              "--clock", args.clock,
+              *([] if args.threads is None else ["--threads", str(args.threads)]),
               "--passes", str(3 if length <= 1_000 else 1)]
     repeats = args.repeats if length <= 10_000 else 1
     found: dict[str, list[dict]] = {}
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         args.method, device = args.child, torch.device(args.device)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         print(json.dumps(child(args, device)))
         return 0
     if "checkpoint" in args.methods and not has_checkpointing():

@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
         for _ in range(args.warmup):  # the first chunk also fills the carried history
             block()
         runs[f"TBPTT({k1},{k2})"] = block
-    seconds = harness.interleaved(runs, args.repeats, device)
+    seconds = harness.interleaved(runs, args.repeats, device, clock=harness.CLOCKS[args.clock])
     rows = []
     for k1, k2 in pairs:
         name, reference = f"TBPTT({k1},{k2})", f"TBPTT({k2},{k2})"
