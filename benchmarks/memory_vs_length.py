@@ -42,6 +42,8 @@ import tbptt
 METHODS = ("full", "checkpoint", "tbptt")
 LENGTHS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
 WARMUP_STEPS = 64
+CALIBRATION_STEPS = 300
+"""Full BPTT runs this long first when asked for a longer length before any shorter."""
 
 
 def has_checkpointing() -> bool:
@@ -142,6 +144,16 @@ def estimate(rows: list[dict], method: str, length: int) -> int | None:
     return int(longest["peak_bytes"] * length / longest["length"])
 
 
+def full_estimate(args, common: list[str], rows: list[dict], length: int) -> int | None:
+    """Full BPTT's peak at ``length`` from the longest length measured; with none yet,
+    from a first run at ``CALIBRATION_STEPS`` (kept in ``rows``)."""
+    if estimate(rows, "full", length) is None and length > CALIBRATION_STEPS:
+        short = [*common, "--length", str(CALIBRATION_STEPS)]  # the later --length wins
+        row = harness.run_child(Path(__file__), ["--child", "full", *short])
+        rows.append({**row, "calibration": True, "median_seconds": harness.median(row["seconds"])})
+    return estimate(rows, "full", length)
+
+
 def run_length(args, device: torch.device, length: int, rows: list[dict], limit: int) -> None:
     """Every method at one length, interleaved over ``--repeats`` fresh processes."""
     common = ["--device", str(device), "--length", str(length), "--k", str(args.k),
@@ -155,7 +167,7 @@ def run_length(args, device: torch.device, length: int, rows: list[dict], limit:
     for repeat in range(repeats):
         order = args.methods if repeat % 2 == 0 else args.methods[::-1]
         for method in order:
-            guess = estimate(rows, method, length) if method == "full" else None
+            guess = full_estimate(args, common, rows, length) if method == "full" else None
             if guess is not None and guess > limit:
                 found[method] = [{"skipped": f"estimated {guess / 1e9:.1f} GB > limit "
                                              f"{limit / 1e9:.1f} GB", "estimated_bytes": guess}]

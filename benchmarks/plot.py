@@ -23,6 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 THROUGHPUT_VARIANTS = ("tbptt", "per-step", "lightning")
+METHOD_ORDER = ("full", "checkpoint", "tbptt")
 
 
 def machine_line(payload: dict) -> str:
@@ -49,7 +50,7 @@ def engine_throughput(payload: dict, axes: Axes) -> None:
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes.set_ylabel("throughput / plain PyTorch loop")
     axes.set_title("Training throughput, TBPTT(64, 64), no resets")
-    axes.legend()
+    axes.legend(loc="lower right")
 
 
 def truncation_cost(payload: dict, axes: Axes) -> None:
@@ -70,17 +71,19 @@ def truncation_cost(payload: dict, axes: Axes) -> None:
 
 
 def memory_vs_length(payload: dict, figure_axes: tuple[Axes, Axes]) -> None:
-    """Peak memory and time against T for each method, log-log."""
+    """Peak memory and time against T for each method, log-log (with the rows of the
+    extra runs ``draw`` adds, such as a separate run at T = 100,000)."""
     memory_axes, time_axes = figure_axes
     rows = [row for row in payload["results"] if "peak_bytes" in row]
-    for method in payload["settings"]["methods"]:
+    for method in METHOD_ORDER:
         mine = sorted((row for row in rows if row["method"] == method),
                       key=lambda row: row["length"])
         lengths = [row["length"] for row in mine]
         memory_axes.plot(lengths, [row["peak_bytes"] / 1e6 for row in mine], "o-", label=method)
         time_axes.plot(lengths, [row["median_seconds"] for row in mine], "o-", label=method)
+    clock = "CPU seconds" if payload["settings"].get("clock") == "cpu" else "seconds"
     for axes, label in ((memory_axes, "peak memory over baseline (MB)"),
-                        (time_axes, "seconds per gradient of the sequence")):
+                        (time_axes, f"{clock} per gradient of the sequence")):
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xlabel("sequence length T")
@@ -118,6 +121,10 @@ FIGURES: dict[str, tuple[Callable, int]] = {  # name: (draw, panels)
 def draw(name: str, path: Path) -> Path:
     """Draw the figure of results ``path`` to the same name with ``.png``."""
     payload = json.loads(path.read_text())
+    if name == "memory_vs_length":  # separate runs, e.g. memory_vs_length_100k_cpu.json
+        device = path.stem.rsplit("_", 1)[1]
+        for extra in sorted(path.parent.glob(f"{name}_*_{device}.json")):
+            payload["results"] += json.loads(extra.read_text())["results"]
     function, panels = FIGURES[name]
     figure, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.8), squeeze=False)
     function(payload, tuple(axes[0]) if panels > 1 else axes[0][0])
