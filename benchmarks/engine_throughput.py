@@ -1,6 +1,6 @@
 """Training throughput of the tbptt Runner against the loops a user writes by hand.
 
-Six ways to train the same network on the same token streams with TBPTT(k, k)
+Eight ways to train the same network on the same token streams with TBPTT(k, k)
 (windows of k steps, the state carried across windows, detached), each doing
 forward + backward + optimizer step per window:
 
@@ -20,6 +20,11 @@ forward + backward + optimizer step per window:
                  RNNCell) per layer sharing the fused RNN's weights, the state
                  multiplied by (1 - reset) before each step (cells, because stepping
                  nn.LSTM one step at a time was about 2x slower still on this CPU)
+    lightning    PyTorch Lightning 1.x's truncated_bptt_steps=k, its data flow
+                 re-implemented: the batch arrives batch-first (B, T), tbptt_split_batch
+                 cuts every tensor along time (tensor.split(k, dim=1)), and each split
+                 runs training_step(split, hiddens) -> (loss, hiddens) through a
+                 batch-first RNN, then backward, optimizer step, hiddens detached
 
 With resets, each (step, stream) starts a new sequence with probability 1/k: on
 average one reset per stream per window. Every variant starts from a copy of the
@@ -27,8 +32,8 @@ same weights and gets the same chunks; the first window's loss and gradients are
 asserted equal across variants before anything is timed. Throughput is tokens
 (steps x streams) per second, the median over interleaved repeats.
 
-    python benchmarks/engine_throughput.py            # ~1.5 min on a 2-core CPU
-    python benchmarks/engine_throughput.py --quick    # ~15 s smoke run
+    python benchmarks/engine_throughput.py            # ~8 min on a 2-core CPU
+    python benchmarks/engine_throughput.py --quick    # ~20 s smoke run
     python benchmarks/engine_throughput.py --device cuda
 """
 
@@ -39,24 +44,14 @@ import copy
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+import harness
 import torch
-import torch.nn.functional as F
-from harness import (
-    interleaved,
-    machine,
-    median,
-    quartiles,
-    steal_seconds,
-    synchronize,
-    write_json,
-)
+from loops import LightningLoop, Loop, PerStepLoop, PlainLoop, RunnerLoop, WithoutResets
 from torch import Tensor, nn
 
 import tbptt
 
-CELLS = {"elman": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 NETWORKS = {"elman": tbptt.models.Elman, "lstm": tbptt.models.LSTM, "gru": tbptt.models.GRU}
 
 RATIOS = {  # name: (numerator, denominator), throughput over throughput
@@ -66,6 +61,8 @@ RATIOS = {  # name: (numerator, denominator), throughput over throughput
     "split/packed": ("split", "packed"),
     "split/engine-split": ("split", "engine-split"),
     "plain/per-step": ("plain", "per-step"),  # the ceiling of resets/per-step: no resets
+    "tbptt/per-step": ("tbptt", "per-step"),  # without resets (per-step's mask is cheap)
+    "tbptt/lightning": ("tbptt", "lightning"),
 }
 
 TARGETS = {
@@ -90,168 +87,12 @@ class Config:
 
 CONFIGS = [
     Config("lstm-256x2", "lstm", 256, 2),
-    Config("lstm-128x1", "lstm", 128, 1),
-    Config("gru-256x1", "gru", 256, 1),
-    Config("elman-256x1", "elman", 256, 1),
+    *(Config(f"{cell}-{size}x1", cell, size, 1)
+      for cell in ("lstm", "gru", "elman") for size in (128, 256, 512)),
 ]
 
-
-# --------------------------------------------------------------------------- models
-
-
-class PlainNetwork(nn.Module):
-    """The network as a user writes it: embedding, fused RNN, head; state (L, B, H)."""
-
-    def __init__(self, network: tbptt.models.RecurrentNetwork) -> None:
-        super().__init__()
-        self.embedding, self.rnn, self.head = network.embedding, network.rnn, network.head
-
-    def forward(self, inputs: Tensor, hidden):
-        outputs, hidden = self.rnn(self.embedding(inputs), hidden)
-        return self.head(outputs), hidden
-
-
-class WithoutResets(nn.Module):
-    """The built-in network behind a ``forward(x, state)`` without ``resets``, so the
-    engine applies resets itself by splitting the window."""
-
-    def __init__(self, network: tbptt.models.RecurrentNetwork) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, inputs: Tensor, state=None):
-        return self.network(inputs, state)
-
-    def initial_state(self, batch_size: int, device=None, dtype=None):
-        return self.network.initial_state(batch_size, device=device, dtype=dtype)
-
-
-class PerStepNetwork(nn.Module):
-    """One cell per layer sharing the fused RNN's weights, stepped in a Python loop."""
-
-    def __init__(self, network: tbptt.models.RecurrentNetwork) -> None:
-        super().__init__()
-        self.embedding, self.head = network.embedding, network.head
-        self.lstm = network.cell == "lstm"
-        rnn = network.rnn
-        self.cells = nn.ModuleList()
-        for layer in range(network.num_layers):
-            cell = CELLS[network.cell](rnn.input_size if layer == 0 else rnn.hidden_size,
-                                       rnn.hidden_size)
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                setattr(cell, name, getattr(rnn, f"{name}_l{layer}"))  # shared Parameters
-            self.cells.append(cell)
-
-    def forward(self, inputs: Tensor, state: list, keep: Tensor):
-        """``inputs: (T, B)``, ``state``: one per layer, ``keep: (T, B, 1)`` = 1 - reset."""
-        features = self.embedding(inputs)
-        outputs = []
-        for step in range(features.shape[0]):
-            layer_input = features[step]
-            for layer, cell in enumerate(self.cells):
-                if self.lstm:
-                    h, c = state[layer]
-                    state[layer] = cell(layer_input, (h * keep[step], c * keep[step]))
-                    layer_input = state[layer][0]
-                else:
-                    state[layer] = cell(layer_input, state[layer] * keep[step])
-                    layer_input = state[layer]
-            outputs.append(layer_input)
-        return self.head(torch.stack(outputs)), state
-
-
-# --------------------------------------------------------------------------- loops
-
-
-class Loop:
-    """A training loop over a pool of chunks ``(inputs, targets, resets)``, each
-    ``(k, B)``, cycled in order; :meth:`window` trains on the next chunk."""
-
-    def __init__(self, model: nn.Module, chunks: list, optimizer: str, lr: float) -> None:
-        self.model, self.chunks, self.position = model, chunks, 0
-        if optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        else:
-            self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def window(self) -> Tensor:
-        """Train on the next chunk; returns its loss (detached)."""
-        chunk = self.chunks[self.position % len(self.chunks)]
-        self.position += 1
-        return self.train_step(*chunk).detach()
-
-    def block(self, windows: int) -> None:
-        for _ in range(windows):
-            self.window()
-
-    def train_step(self, inputs: Tensor, targets: Tensor, resets: Tensor) -> Tensor:
-        raise NotImplementedError
-
-
-class PlainLoop(Loop):
-    """The loop every PyTorch language-model example writes; ignores resets."""
-
-    def __init__(self, network, chunks, optimizer, lr) -> None:
-        super().__init__(PlainNetwork(network), chunks, optimizer, lr)
-        batch = chunks[0][0].shape[1]
-        shape = (network.num_layers, batch, network.hidden_size)
-        like = network.head.weight
-        zeros = torch.zeros(shape, device=like.device, dtype=like.dtype)
-        self.hidden = (zeros, zeros.clone()) if network.cell == "lstm" else zeros
-
-    def train_step(self, inputs, targets, resets):
-        logits, hidden = self.model(inputs, self.hidden)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        if isinstance(hidden, tuple):
-            self.hidden = tuple(h.detach() for h in hidden)
-        else:
-            self.hidden = hidden.detach()
-        return loss
-
-
-class RunnerLoop(Loop):
-    """``tbptt.Runner`` with k1 = k2 = k on chunks of k steps: one window per chunk."""
-
-    def __init__(self, model, chunks, optimizer, lr, k: int, resets: bool) -> None:
-        super().__init__(model, chunks, optimizer, lr)
-        self.runner = tbptt.Runner(model, tbptt.losses.cross_entropy, k1=k, k2=k)
-        self.use_resets = resets
-
-    def train_step(self, inputs, targets, resets):
-        resets = resets if self.use_resets else None
-        for window in self.runner.windows(inputs, targets, resets=resets):
-            self.optimizer.zero_grad()
-            window.loss.backward()
-            self.optimizer.step()
-        return window.loss
-
-
-class PerStepLoop(Loop):
-    """Resets by hand: the state times (1 - reset) before every step."""
-
-    def __init__(self, network, chunks, optimizer, lr) -> None:
-        super().__init__(PerStepNetwork(network), chunks, optimizer, lr)
-        batch = chunks[0][0].shape[1]
-        like = network.head.weight
-        zeros = torch.zeros(batch, network.hidden_size, device=like.device, dtype=like.dtype)
-        lstm = network.cell == "lstm"
-        self.state = [(zeros, zeros) if lstm else zeros for _ in range(network.num_layers)]
-
-    def train_step(self, inputs, targets, resets):
-        keep = (1.0 - resets.float()).unsqueeze(-1)
-        logits, state = self.model(inputs, self.state, keep)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.state = [
-            tuple(s.detach() for s in layer) if isinstance(layer, tuple) else layer.detach()
-            for layer in state
-        ]
-        return loss
+VARIANTS = ("plain", "tbptt", "resets", "split", "packed", "engine-split", "per-step",
+            "lightning")
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -285,7 +126,7 @@ def make_loops(config: Config, chunks: list, args, device: torch.device) -> dict
         model.reset_strategy = strategy
         return model
 
-    return {
+    loops = {
         "plain": PlainLoop(copy.deepcopy(network), chunks, *fit),
         "tbptt": runner(copy.deepcopy(network), resets=False),
         "resets": runner(copy.deepcopy(network), resets=True),
@@ -293,7 +134,10 @@ def make_loops(config: Config, chunks: list, args, device: torch.device) -> dict
         "packed": runner(with_strategy("packed"), resets=True),
         "engine-split": runner(WithoutResets(copy.deepcopy(network)), resets=True),
         "per-step": PerStepLoop(copy.deepcopy(network), chunks, *fit),
+        "lightning": LightningLoop(copy.deepcopy(network), chunks, *fit, k=config.k,
+                                   splits=args.windows),
     }
+    return {name: loops[name] for name in args.variants}
 
 
 def gradients(loop: Loop) -> list[Tensor]:
@@ -317,9 +161,10 @@ def check_same_first_window(loops: dict[str, Loop], config: Config) -> dict[str,
     variants compute the same loss and gradients: plain = tbptt without resets,
     resets = split = packed = engine-split = per-step with resets."""
     losses = {name: loop.window() for name, loop in loops.items()}
-    same = {"plain": ["tbptt"], "resets": ["split", "packed", "engine-split", "per-step"]}
+    same = {"plain": ["tbptt", "lightning"],
+            "resets": ["split", "packed", "engine-split", "per-step"]}
     for reference, others in same.items():
-        for other in others:
+        for other in (name for name in others if name in losses and reference in losses):
             torch.testing.assert_close(
                 losses[other], losses[reference], rtol=1e-5, atol=1e-6,
                 msg=lambda m, a=other, b=reference: f"{config.name}: {a} loss != {b} loss: {m}",
@@ -340,20 +185,20 @@ def run_config(config: Config, args, device: torch.device) -> dict:
     first_losses = check_same_first_window(loops, config)
     for loop in loops.values():  # warm-up (the check above was one window already)
         loop.block(args.warmup)
-    synchronize(device)
-    steal_before, start = steal_seconds(), time.perf_counter()
-    seconds = interleaved(
+    harness.synchronize(device)
+    steal_before, start = harness.steal_seconds(), time.perf_counter()
+    seconds = harness.interleaved(
         {name: (lambda loop=loop: loop.block(args.windows)) for name, loop in loops.items()},
         args.repeats,
-        device,
-    )
-    elapsed, steal_after = time.perf_counter() - start, steal_seconds()
+        device, clock=harness.CLOCKS[args.clock])
+    elapsed, steal_after = time.perf_counter() - start, harness.steal_seconds()
     tokens = args.windows * config.k * config.batch_size
-    throughput = {name: tokens / median(times) for name, times in seconds.items()}
-    ratios = {name: throughput[a] / throughput[b] for name, (a, b) in RATIOS.items()}
+    throughput = {name: tokens / harness.median(times) for name, times in seconds.items()}
+    present = {name: pair for name, pair in RATIOS.items() if set(pair) <= set(loops)}
+    ratios = {name: throughput[a] / throughput[b] for name, (a, b) in present.items()}
     paired = {  # the ratio within each repeat (blocks adjacent in time): Q1, median, Q3
-        name: quartiles([tb / ta for ta, tb in zip(seconds[a], seconds[b], strict=True)])
-        for name, (a, b) in RATIOS.items()
+        name: harness.quartiles([tb / ta for ta, tb in zip(seconds[a], seconds[b], strict=True)])
+        for name, (a, b) in present.items()
     }
     resets = torch.stack([chunk[2] for chunk in chunks]).cpu()
     steal = None if steal_before is None else (steal_after - steal_before) / elapsed
@@ -369,7 +214,8 @@ def run_config(config: Config, args, device: torch.device) -> dict:
         "paired_ratio_quartiles": paired,
         "timed_seconds": elapsed,
         "cpu_steal_fraction": steal,
-        "targets_met": {name: ratios[name] >= target for name, target in TARGETS.items()},
+        "targets_met": {name: ratios[name] >= target for name, target in TARGETS.items()
+                        if name in ratios},
     }
 
 
@@ -396,51 +242,42 @@ def report(result: dict) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a ~15 s smoke run")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (skipped without one)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON results (default: benchmarks/results/"
-                             "engine_throughput_<device>.json)")
+    harness.add_common_arguments(parser, quick="a ~20 s smoke run")
     parser.add_argument("--configs", nargs="+", choices=[c.name for c in CONFIGS],
                         default=[c.name for c in CONFIGS])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--windows", type=int, default=None,
                         help="windows per timed block (default 4, quick 2)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats (default 15, quick 3)")
+                        help="interleaved repeats (default 10, quick 3)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="warm-up windows per variant (default 2, quick 1)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    defaults = {"windows": (2, 4), "repeats": (3, 15), "warmup": (1, 2)}
+    defaults = {"windows": (2, 4), "repeats": (3, 10), "warmup": (1, 2)}
     for name, (quick, full) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if args.quick and args.configs == [c.name for c in CONFIGS]:
+        args.configs = ["lstm-128x1", "gru-128x1", "elman-128x1"]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("engine_throughput: CUDA is not available here; skipping the cuda run.")
+    keys = ("quick", "windows", "repeats", "warmup", "optimizer", "lr", "seed", "variants")
+    started = harness.start("engine_throughput", args, keys)
+    if started is None:
         return 0
-    out = args.out or Path(__file__).parent / "results" / f"engine_throughput_{device.type}.json"
-    description = machine(device)
-    print(f"{description['cpu']} ({description['cpu_count']} cores), torch "
-          f"{description['torch']}, {description['torch_num_threads']} threads, "
-          f"device {device}" + (f" ({description['gpu']})" if "gpu" in description else ""))
-    settings = {key: getattr(args, key) for key in
-                ("quick", "windows", "repeats", "warmup", "optimizer", "lr", "seed")}
+    device, recording = started
     results = []
     for config in CONFIGS:
         if config.name in args.configs:
             results.append(run_config(config, args, device))
             report(results[-1])
-    payload = {"benchmark": "engine_throughput", "machine": description,
-               "settings": settings, "targets": TARGETS, "results": results}
-    print(f"\nwrote {write_json(out, payload)}")
+    recording.write(harness.results_path(args.out, "engine_throughput", device),
+                    targets=TARGETS, results=results)
     return 0
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harness import machine, write_json
+from harness import machine, reset_peak_resident, resident_memory, write_json
 
 import tbptt.data.streams
 from tbptt.data import Streams
@@ -50,30 +50,8 @@ from tbptt.data.tokens import open_tokens
 LIMIT_BYTES = 300 * 10**6
 """The criterion: peak resident memory under 300 MB (10^6 bytes)."""
 
-FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM")
 CHUNK_TOKENS = 1 << 21  # 4 MiB of uint16 ids per write
 VOCABULARY_SIZE = 50_257
-
-
-def memory() -> dict[str, int]:
-    """This process's resident memory in bytes, from ``/proc/self/status`` (Linux)."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            name, _, rest = line.partition(":")
-            if name in FIELDS:
-                values[name] = int(rest.split()[0]) * 1024  # the kernel writes kB
-    return values
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current VmRSS (Linux 4.0+), so it measures what follows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def write_token_file(path: Path, size_bytes: int) -> int:
@@ -102,7 +80,7 @@ def stream(path: Path, batch_size: int, steps: int, sample_every: int) -> dict:
         served += int(batch.mask.sum())
         checksum += int(batch.inputs[-1, 0])  # use the batch, as a consumer would
         if number % sample_every == 0 or number == len(streams) - 1:
-            sample = memory()
+            sample = resident_memory()
             if sample["VmRSS"] > peaks["VmRSS"]:
                 at_peak = {**sample, "batch": number}
             for name in peaks:
@@ -116,7 +94,7 @@ def stream(path: Path, batch_size: int, steps: int, sample_every: int) -> dict:
         "tokens_per_second": served / seconds,
         "peak_bytes": peaks,
         "at_peak_vmrss": at_peak,
-        "after": memory(),
+        "after": resident_memory(),
         "checksum": checksum,
     }
 
@@ -195,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         write_token_file(path, int(args.size_gb * 10**9))
         written = time.perf_counter() - start
         print(f"wrote {path} ({path.stat().st_size / 10**9:.2f} GB) in {written:.1f} s")
-        peak_reset = reset_peak()  # the peak while writing is not streaming's
-        baseline = memory()
+        peak_reset = reset_peak_resident()  # the peak while writing is not streaming's
+        baseline = resident_memory()
         result = stream(path, args.batch_size, args.steps, args.sample_every)
     finally:
         if args.keep:
