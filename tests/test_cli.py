@@ -14,6 +14,7 @@ import torch
 import tbptt
 from tbptt import checkpoint
 from tbptt.cli import main
+from tbptt.data import Vocabulary, write_tokens
 
 TINY_MODEL = ["--hidden-size", "12", "--num-layers", "1", "--quiet"]
 
@@ -112,6 +113,20 @@ def test_train_then_eval_on_a_csv_file(tmp_path, capsys):
     metrics = run_eval(capsys, run_dir)
     assert metrics["mse"] == pytest.approx(min(r["mse"] for r in evaluations), rel=1e-5)
     assert metrics["mae"] >= 0
+
+
+def test_train_on_a_token_file_with_its_vocabulary_then_generate(tmp_path, text_file, capsys):
+    vocabulary = Vocabulary.build(text_file.read_text(), level="char")
+    vocabulary.save(tmp_path / "vocab.json")
+    write_tokens(text_file, tmp_path / "ids.bin", vocabulary)
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--tokens", str(tmp_path / "ids.bin"), "--k1", "8", *TINY_MODEL]
+    arguments += ["--vocabulary", str(tmp_path / "vocab.json"), "--run-dir", str(run_dir)]
+    assert main(arguments) == 0
+    assert math.isfinite(run_eval(capsys, run_dir)["bits_per_token"])
+    assert main(["generate", str(run_dir), "--prompt", "the ", "--length", "12"]) == 0
+    sample = capsys.readouterr().out.rstrip("\n")
+    assert sample.startswith("the ") and set(sample) <= set(text_file.read_text())
 
 
 def test_a_task_run_reports_the_task_metric(tmp_path, capsys):
