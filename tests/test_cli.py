@@ -13,7 +13,7 @@ import torch
 
 import tbptt
 from tbptt import checkpoint
-from tbptt.cli import main
+from tbptt.cli import Output, main
 from tbptt.data import Vocabulary, write_tokens
 
 TINY_MODEL = ["--hidden-size", "12", "--num-layers", "1", "--quiet"]
@@ -217,3 +217,17 @@ def test_the_demo_prints_its_table_and_writes_results_and_plot(tmp_path, capsys)
     memory = [result["activation_mb"] for result in report["results"]]
     assert memory == sorted(memory)  # activation memory grows with k2
     assert (out / "truncation.png").stat().st_size > 10_000
+
+
+def test_text_output_shows_records_without_a_loss(capsys):
+    output = Output("text")
+    output.start(total=10, done=0)
+    output.record({"kind": "train", "window": 2, "loss": 1.5})
+    output.record({"kind": "advice", "window": 3, "k2": 8})
+    output.record({"kind": "rollback", "window": 1, "from_window": 3, "lr": 0.5})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "train  window 2  loss 1.5",
+        "advice  window 3  k2 8",
+        "rollback  window 1  from_window 3  lr 0.5",
+    ]

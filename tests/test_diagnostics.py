@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from tbptt import diagnostics, losses, models
-from tbptt.data import tasks
+from tbptt import TBPTTError, diagnostics, losses, models
+from tbptt.data import Streams, tasks
 from tbptt.diagnostics.flow import default_ends
+from tbptt.trainer import TrainConfig, Trainer
 from tests import naive
 from tests.models_for_tests import DictStateCell
 
@@ -295,3 +296,37 @@ def test_bad_tolerance_is_refused():
     model, inputs, targets, _, _ = lstm_and_data()
     with pytest.raises(diagnostics.advice.TBPTTError, match="tolerance"):
         diagnostics.advise(model, inputs, targets, losses.mse, tolerance=1.5)
+
+
+def test_choose_k2_takes_the_shortest_k2_whose_history_reaches_the_delay():
+    model, data = recall_task(delay=6, steps=64)
+    options = {"mask": data.mask}
+    k2 = diagnostics.choose_k2(model, data.inputs, data.targets, losses.cross_entropy, 2, **options)
+    assert k2 == 8  # TBPTT(2, 8): every loss step sees 6 or 7 steps back; (2, 4) sees 2 or 3
+    short = data.inputs[:8], data.targets[:8]
+    mask = data.mask[:8]
+    assert diagnostics.choose_k2(model, *short, losses.cross_entropy, 2, mask=mask) == 4  # none
+
+
+def test_the_trainer_rechooses_k2_and_trains_with_it():
+    data = tasks.delayed_recall(8, 6, steps=64, symbols=4, seed=0)
+    flat = {name: getattr(data, name).T.flatten() for name in ("inputs", "targets", "mask")}
+    train = Streams(flat["inputs"], flat["targets"], 4, 2, valid=flat["mask"])
+    validation = Streams(flat["inputs"], flat["targets"], 4, 64, valid=flat["mask"])
+    config = TrainConfig(k1=2, advise_every=3, max_windows=6, eval_every=100)
+    trainer = Trainer(
+        ShiftRegister(4, 6), losses.cross_entropy, train, config, validation=validation
+    )
+    trainer.fit()
+    advice = [record for record in trainer.log.records if record["kind"] == "advice"]
+    assert [(record["window"], record["k2"]) for record in advice] == [(3, 8), (6, 8)]
+    assert trainer.runner.k2 == 8 and trainer.runner.overlap == 6
+    assert trainer.state_dict()["runner"]["k2"] == 8
+
+
+def test_advise_every_needs_a_fixed_k1_and_validation_streams():
+    with pytest.raises(TBPTTError, match="advise_every needs a fixed k1"):
+        TrainConfig(k1=4, k1_std=1.0, advise_every=10)
+    streams = Streams(torch.zeros(100, dtype=torch.long), torch.zeros(100, dtype=torch.long), 2, 4)
+    with pytest.raises(TBPTTError, match="advise_every chooses k2 on the validation streams"):
+        Trainer(ShiftRegister(4, 2), losses.cross_entropy, streams, TrainConfig(advise_every=5))

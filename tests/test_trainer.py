@@ -80,8 +80,8 @@ def test_regression_and_classification_metrics():
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"k1_std": 1.0, "checkpoint_activations": True}],
-    ids=["fixed", "random-k1-checkpointed"],
+    [{}, {"k1_std": 1.0, "checkpoint_activations": True}, {"advise_every": 4}],
+    ids=["fixed", "random-k1-checkpointed", "k2-advised"],
 )
 def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, overrides, number):
     uninterrupted = make_trainer(tmp_path / "whole", **overrides)

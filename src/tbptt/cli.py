@@ -223,7 +223,8 @@ class Output:
         elif self.mode == "text":
             if self.bar is not None:
                 self.bar.update(max(record["window"] - self.bar.n, 0))
-                self.bar.set_postfix(loss=format_value(record["loss"]), refresh=False)
+                if "loss" in record:  # advice and rollback records have none
+                    self.bar.set_postfix(loss=format_value(record["loss"]), refresh=False)
             tqdm.write(format_record(record), file=sys.stdout)
 
     def finish(self, result: dict[str, Any]) -> None:

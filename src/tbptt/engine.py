@@ -172,6 +172,13 @@ class Runner:
         self.state = states.detach(state)
         self.history = None
 
+    def set_k2(self, k2: int) -> None:
+        """Let the next windows flow back ``k2`` steps, k1 unchanged. The history kept
+        for the next chunk grows from the end of this one; until it has ``k2 - k1``
+        steps, a chunk's first windows start from the carried state (a constant)."""
+        self.k1, self.k2 = check_truncation(self.k1, k2)
+        self.overlap = overlap(self.k1, self.k2)
+
     def windows(
         self,
         inputs: Tensor,

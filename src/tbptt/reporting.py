@@ -72,11 +72,15 @@ class MetricsLog:
             if name not in ("kind", "window") and isinstance(value, int | float):
                 self._tensorboard.add_scalar(f"{record['kind']}/{name}", value, record["window"])
 
-    def finish(self) -> None:
-        """Write ``metrics.csv`` and ``learning_curves.png``; close TensorBoard's file."""
+    def close(self) -> None:
+        """Close TensorBoard's file (its writer thread must not outlive a failed run)."""
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+
+    def finish(self) -> None:
+        """Write ``metrics.csv`` and ``learning_curves.png``; close TensorBoard's file."""
+        self.close()
         if self.run_dir is None or not self.records:
             return
         columns = list(dict.fromkeys(key for record in self.records for key in record))

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tbptt import checkpoint, distributed
 from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of, parse_device
+from tbptt.diagnostics import choose_k2
 from tbptt.engine import LossFn, Runner, unroll
 from tbptt.errors import TBPTTError
 from tbptt.files import file_error, remove_temporaries
@@ -61,6 +62,12 @@ class TrainConfig:
     checkpoint_segment: int | None = None
     """With checkpoint_activations: steps between kept states (default: about the
     square root of the window's steps)."""
+    advise_every: int | None = None
+    """Updates between rechoosing k2 from the gradient's truncation bias on the first
+    validation batch (tbptt.diagnostics.choose_k2: the smallest of k1, 2 k1, 4 k1, ...
+    within advise_tolerance of full BPTT); k1 stays. Unset: k2 stays fixed."""
+    advise_tolerance: float = 0.95
+    """With advise_every: the cosine to the full gradient that k2 must reach."""
     epochs: int = 1
     """Passes over the training streams."""
     max_windows: int | None = None
@@ -110,6 +117,10 @@ class TrainConfig:
             )
         if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
+        if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
+            raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
+        if not 0 < self.advise_tolerance <= 1:
+            raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
         if self.precision not in PRECISIONS:
             raise TBPTTError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -117,7 +128,7 @@ class TrainConfig:
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_windows", "patience"):
+        for name in ("max_windows", "patience", "advise_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
@@ -193,6 +204,8 @@ class Trainer:
     ) -> None:
         if metrics not in METRICS:
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
+        if config.advise_every is not None and validation is None:
+            raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
         torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
         self.device = distributed.device(str(device_of(config.device)))
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
@@ -246,27 +259,30 @@ class Trainer:
         result: dict[str, float] = {}
         if self._good is None:
             self._good = checkpoint.dumps(self.state_dict())
-        with StopSignals() as stop:
-            while self.epoch < self.config.epochs and not self._done():
-                for batch in self.train_streams.batches(self.epoch, start=self.batch):
-                    self.train_batch(batch)
-                    self.batch += 1
-                    if self.skips_in_row >= self.config.max_skips:
-                        self._roll_back()
-                        break  # continue from the restored position
-                    result = self._after_batch() or result
-                    stop.requested = distributed.any_rank(stop.requested)  # stop together
-                    if stop.requested or self._done():
+        try:
+            with StopSignals() as stop:
+                while self.epoch < self.config.epochs and not self._done():
+                    for batch in self.train_streams.batches(self.epoch, start=self.batch):
+                        self.train_batch(batch)
+                        self.batch += 1
+                        if self.skips_in_row >= self.config.max_skips:
+                            self._roll_back()
+                            break  # continue from the restored position
+                        result = self._after_batch() or result
+                        stop.requested = distributed.any_rank(stop.requested)  # stop together
+                        if stop.requested or self._done():
+                            break
+                    else:
+                        self.epoch, self.batch = self.epoch + 1, 0
+                        if self.config.eval_every == 0:
+                            result = self._evaluate_and_keep_best() or result
+                    if stop.requested:
                         break
-                else:
-                    self.epoch, self.batch = self.epoch + 1, 0
-                    if self.config.eval_every == 0:
-                        result = self._evaluate_and_keep_best() or result
-                if stop.requested:
-                    break
-            if not stop.requested and self._evaluated_at != self.window:
-                result = self._evaluate_and_keep_best() or result  # the final model's metrics
-            self.save("latest")
+                if not stop.requested and self._evaluated_at != self.window:
+                    result = self._evaluate_and_keep_best() or result  # the final model's metrics
+                self.save("latest")
+        finally:
+            self.log.close()  # also when the run fails: no writer thread left behind
         self.log.finish()
         return {**(result or self._last_train_record()), "interrupted": float(stop.requested)}
 
@@ -367,9 +383,28 @@ class Trainer:
             self._loss_sum, self._loss_count = 0.0, 0
         if config.eval_every and self.window and self.window % config.eval_every == 0:
             result = self._evaluate_and_keep_best()
+        if config.advise_every and self.window and self.window % config.advise_every == 0:
+            self._choose_k2()
         if self.window and self.window % config.checkpoint_every == 0:
             self.save("latest")
         return result
+
+    def _choose_k2(self) -> None:
+        """Rechoose k2 on the first validation batch (the largest any rank chose)."""
+        assert self.validation is not None and isinstance(self.runner.k1, int)
+        sample = next(iter(self.validation.batches(0))).to(self.device)
+        k2 = choose_k2(
+            self.model,
+            sample.inputs,
+            sample.targets,
+            self.loss_fn,
+            self.runner.k1,
+            tolerance=self.config.advise_tolerance,
+            resets=sample.resets,
+            mask=sample.mask,
+        )
+        self.runner.set_k2(max(distributed.gather(k2)))
+        self.log.record({"kind": "advice", "window": self.window, "k2": self.runner.k2})
 
     def _train_record(self) -> dict[str, Any]:
         """The training loss and speed since the last record."""
@@ -449,6 +484,7 @@ class Trainer:
             "runner": {
                 "state": self.runner.state,
                 "history": self.runner.history,
+                "k2": self.runner.k2,
                 **truncation_state(self.runner),
             },
             **self._ranks(rng),
@@ -476,6 +512,8 @@ class Trainer:
         self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
         if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
             self.runner.k1.load_state_dict(state["runner"]["truncation"])
+        if isinstance(self.runner.k1, int) and state["runner"].get("k2") is not None:
+            self.runner.set_k2(state["runner"]["k2"])  # as advise_every last chose it
         self.precision.load_state_dict(state.get("scaler", {}))
         self.epoch, self.batch, self.window = (
             state["position"][key] for key in ("epoch", "batch", "window")

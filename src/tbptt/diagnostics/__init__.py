@@ -8,7 +8,14 @@
   (``tbptt advise`` on the command line). How to read them: ``docs/diagnostics.md``.
 """
 
-from tbptt.diagnostics.advice import Advice, advise, default_truncations, table, verdict
+from tbptt.diagnostics.advice import (
+    Advice,
+    advise,
+    choose_k2,
+    default_truncations,
+    table,
+    verdict,
+)
 from tbptt.diagnostics.bias import Bias, Truncated, truncated_gradient, truncation_bias
 from tbptt.diagnostics.flow import GradientFlow, gradient_flow
 from tbptt.diagnostics.plots import plot_bias, plot_flow
@@ -19,6 +26,7 @@ __all__ = [
     "GradientFlow",
     "Truncated",
     "advise",
+    "choose_k2",
     "default_truncations",
     "gradient_flow",
     "plot_bias",

@@ -156,6 +156,35 @@ def advise(
     return Advice(flow, rows, full, tolerance, steps)
 
 
+def choose_k2(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: LossFn,
+    k1: int,
+    *,
+    tolerance: float = 0.95,
+    resets: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> int:
+    """The smallest k2 among k1, 2 k1, 4 k1, ... (shorter than the sample) whose
+    TBPTT(k1, k2) gradient has cosine >= ``tolerance`` to full BPTT's on the sample
+    ``inputs: (T, B, ...)``, or the longest of them if none does: the trainer's
+    ``advise_every`` rechooses k2 this way as the model learns. Dropout is off while
+    it measures, so the random generators are untouched."""
+    check_tolerance(tolerance)
+    steps = inputs.shape[0]
+    candidates = [k1 << i for i in range(steps.bit_length()) if k1 << i < steps] or [k1]
+    training = model.training
+    model.eval()
+    try:
+        pairs = [(k1, k2) for k2 in candidates]
+        rows, _ = truncation_bias(model, inputs, targets, loss_fn, pairs, resets=resets, mask=mask)
+    finally:
+        model.train(training)
+    return next((row.k2 for row in rows if row.cosine >= tolerance), candidates[-1])
+
+
 def table(advice: Advice) -> str:
     """The evidence as a text table: each truncation's cosine and relative error to the
     full gradient, and its time and activation memory relative to full BPTT."""
