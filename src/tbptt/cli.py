@@ -280,26 +280,17 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(argv: Sequence[str]) -> int:
-    demo = importlib.import_module("tbptt.demo")  # only when asked for: it may pull in more
-    return int(demo.main(list(argv)))
-
-
-def run_advise(argv: Sequence[str]) -> int:
-    return int(importlib.import_module("tbptt.advise").main(list(argv)))
-
-
 HANDLERS = {"train": run_train, "eval": run_eval, "generate": run_generate}
+OWN_PARSERS = {"demo": "tbptt.demo", "advise": "tbptt.advise"}
+"""Subcommands that parse their own options: their modules, imported only when asked for."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbptt`` command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        if arguments[:1] == ["demo"]:  # the demo parses its own options
-            return run_demo(arguments[1:])
-        if arguments[:1] == ["advise"]:  # so does advise
-            return run_advise(arguments[1:])
+        if arguments and arguments[0] in OWN_PARSERS:
+            return int(importlib.import_module(OWN_PARSERS[arguments[0]]).main(arguments[1:]))
         parser = build_parser()
         args = parser.parse_args(arguments)
         if args.command is None:

@@ -79,8 +79,7 @@ class MetricsLog:
             self._tensorboard = None
 
     def finish(self) -> None:
-        """Write ``metrics.csv`` and ``learning_curves.png``; close TensorBoard's file."""
-        self.close()
+        """Write ``metrics.csv`` and ``learning_curves.png`` (after :meth:`close`)."""
         if self.run_dir is None or not self.records:
             return
         columns = list(dict.fromkeys(key for record in self.records for key in record))
