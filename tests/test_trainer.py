@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -14,7 +15,7 @@ import torch
 import tbptt
 from tbptt import TBPTTError, checkpoint
 from tbptt.data import Streams, tasks
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
 from tests.resumable_run import WINDOWS, make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +190,30 @@ def test_random_truncation_scales_each_update_by_its_k1():
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5  # restored after each update
     for got, want in zip(trainer.model.parameters(), expected.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_random_truncation_batches_hold_several_windows_and_intervals_are_kept(tmp_path):
+    # intervals longer than a batch's windows (about 8), so each multiple has its batch
+    config = TrainConfig(k1=5, k1_std=1.0, epochs=2, eval_every=17, log_every=13, seed=1)
+    config = dataclasses.replace(config, checkpoint_every=10, schedule="cosine")
+    assert config.batch_steps(1000) == 5 * RANDOM_BATCH_WINDOWS
+    tokens = torch.randint(0, 6, (2 * 40 * 6 + 1,), generator=torch.Generator().manual_seed(0))
+    train = Streams.language_model(tokens, 2, config.batch_steps(1000))
+    torch.manual_seed(0)
+    model = tbptt.models.GRU(8, vocab_size=6)
+    trainer = Trainer(
+        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=tmp_path
+    )
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r["window"] for r in records if r["kind"] == "eval"]
+    assert trainer.window > 2 * len(train)  # several windows per batch
+    due = trainer.window // 17  # one evaluation per multiple of 17 passed, in its batch
+    assert [w // 17 for w in evaluated[:due]] == list(range(1, due + 1))
+    assert evaluated[-1] == trainer.window  # and the final model's
+    logged = [r["window"] // 13 for r in records if r["kind"] == "train"]
+    assert logged == list(range(1, trainer.window // 13 + 1))
+    assert trainer.optimizer.param_groups[0]["lr"] < 0.05 * config.lr  # cosine reached ~0
 
 
 def test_checkpointed_training_takes_the_same_steps():

@@ -2,7 +2,8 @@
 text, token or CSV file or a built-in task, with what checkpoints must keep to read
 new data the same way (the vocabulary, the normalizer, the columns).
 
-Batches are k1 steps long, one window stride each. With k1 unset (full BPTT) a
+Batches are k1 steps long, one window stride each (``RANDOM_BATCH_WINDOWS * k1``
+with randomised truncation, see ``TrainConfig.k1_std``). With k1 unset (full BPTT) a
 batch is a whole stream: for a task, each batch holds whole sequences; for a file,
 all of each of the batch_size streams, so an epoch is one update. Evaluation carries
 the state and never truncates, so its batches are ``EVAL_STEPS`` long whatever k1.
@@ -122,7 +123,7 @@ def language_data(config: RunConfig, ids: Any, vocab_size: int, extra: dict[str,
     """Next-token streams over ``ids: (N,)``, the end held out for validation."""
     train_ids, validation_ids = split(ids, config.data.validation_fraction)
     batch_size = config.data.batch_size
-    steps = config.train.k1 or max((len(train_ids) - 1) // batch_size, 1)
+    steps = config.train.batch_steps(max((len(train_ids) - 1) // batch_size, 1))
     train = Streams.language_model(train_ids, batch_size, steps)
     validation = evaluation_streams(validation_ids[:-1], validation_ids[1:], batch_size)
     return RunData(train, validation, {"vocab_size": vocab_size}, extra)
@@ -171,7 +172,7 @@ def csv_data(config: RunConfig, saved: Saved | None) -> RunData:
     if saved is not None and saved.get("normalizer") is not None:
         normalizer = Normalizer.from_state_dict(saved["normalizer"])
     inputs, targets = forecast_pairs(train_part, data.horizon, normalizer)
-    steps = config.train.k1 or max(len(inputs) // data.batch_size, 1)
+    steps = config.train.batch_steps(max(len(inputs) // data.batch_size, 1))
     train = Streams(inputs, targets, data.batch_size, steps)
     validation = evaluation_streams(
         *forecast_pairs(validation_part, data.horizon, normalizer), data.batch_size
@@ -223,7 +224,7 @@ def task_data(config: RunConfig) -> RunData:
     """A task's training set (from the seed) and validation set (seed + 1)."""
     data = config.data
     train_set, validation_set = make_task(data, data.seed), make_task(data, data.seed + 1)
-    steps = config.train.k1 or train_set.mask.shape[0]
+    steps = config.train.batch_steps(train_set.mask.shape[0])
     train = task_streams(train_set, data.batch_size, steps, allow_short=False)
     validation = task_streams(validation_set, data.batch_size, EVAL_STEPS, allow_short=True)
     if train_set.inputs.is_floating_point():

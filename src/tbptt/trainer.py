@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 METRICS = ("language", "regression", "classification")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULES = ("constant", "cosine")
+RANDOM_BATCH_WINDOWS = 8
+"""Windows of mean length per training batch under randomised truncation."""
 
 
 @dataclass
@@ -54,7 +56,10 @@ class TrainConfig:
     k1_std: float | None = None
     """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
     (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
-    that update's learning rate by the drawn k1 over k1 (unset: a fixed k1)."""
+    that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
+    training data then comes in batches of ``RANDOM_BATCH_WINDOWS * k1`` steps, so
+    the draws follow each other along the streams and only a batch's last window
+    is cut short."""
     checkpoint_activations: bool = False
     """Keep only the state every ~sqrt(window) steps and recompute the rest in the
     backward pass: the same gradients in far less memory, one more forward pass
@@ -71,7 +76,8 @@ class TrainConfig:
     epochs: int = 1
     """Passes over the training streams."""
     max_windows: int | None = None
-    """Stop after this many parameter updates (default: run all epochs)."""
+    """Stop after the batch in which this many parameter updates are reached
+    (default: run all epochs)."""
     optimizer: str = "adam"
     """adam, adamw or sgd."""
     lr: float = 2e-3
@@ -155,6 +161,13 @@ class TrainConfig:
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
 
+    def batch_steps(self, whole: int) -> int:
+        """Steps per training batch: one window (k1), several with randomised
+        truncation, ``whole`` (the data's length per stream) for full BPTT."""
+        if self.k1 is None:
+            return whole
+        return self.k1 * RANDOM_BATCH_WINDOWS if self.k1_std is not None else self.k1
+
     def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
         """The engine for these settings."""
         k1: Stride = self.k1
@@ -236,16 +249,24 @@ class Trainer:
         """The update after which the last evaluation ran (-1: none in this process)."""
 
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
-        windows_per_batch = (
-            1 if self.config.k1 is None else -(-self.train_streams.steps // self.config.k1)
-        )
-        total = (
-            self.config.max_windows
-            or self.config.epochs * len(self.train_streams) * windows_per_batch
-        )
+        """Constant, or cosine decay to zero over the expected updates, then zero."""
+        total = max(self.config.max_windows or self.config.epochs * self._updates_per_epoch(), 1)
         if self.config.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(total, 1))
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+            )
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+
+    def _updates_per_epoch(self) -> int:
+        """Windows per pass over the training streams (expected, for random k1)."""
+        steps, k1 = self.train_streams.steps, self.runner.k1
+        if k1 is None:
+            per_batch = 1.0
+        elif isinstance(k1, RandomTruncation):
+            per_batch = steps / k1.expected_stride() + 0.5  # the last window is cut short
+        else:
+            per_batch = math.ceil(steps / k1)
+        return round(len(self.train_streams) * per_batch)
 
     def fit(self) -> dict[str, float]:
         """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
@@ -263,12 +284,13 @@ class Trainer:
             with StopSignals() as stop:
                 while self.epoch < self.config.epochs and not self._done():
                     for batch in self.train_streams.batches(self.epoch, start=self.batch):
+                        before = self.window
                         self.train_batch(batch)
                         self.batch += 1
                         if self.skips_in_row >= self.config.max_skips:
                             self._roll_back()
                             break  # continue from the restored position
-                        result = self._after_batch() or result
+                        result = self._after_batch(before) or result
                         stop.requested = distributed.any_rank(stop.requested)  # stop together
                         if stop.requested or self._done():
                             break
@@ -375,17 +397,22 @@ class Trainer:
         max_norm = math.inf if self.config.clip_norm is None else self.config.clip_norm
         return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
 
-    def _after_batch(self) -> dict[str, float] | None:
-        """Log, evaluate and checkpoint when due; the evaluation's metrics if one ran."""
+    def _after_batch(self, before: int) -> dict[str, float] | None:
+        """Log, evaluate and checkpoint when the batch's updates (from ``before`` on)
+        reached a multiple of their interval; the evaluation's metrics if one ran."""
         config, result = self.config, None
-        if self.window and self.window % config.log_every == 0 and self._loss_count:
+
+        def due(every: int) -> bool:
+            return every > 0 and self.window // every > before // every
+
+        if due(config.log_every) and self._loss_count:
             self.log.record(self._train_record())
             self._loss_sum, self._loss_count = 0.0, 0
-        if config.eval_every and self.window and self.window % config.eval_every == 0:
+        if due(config.eval_every):
             result = self._evaluate_and_keep_best()
-        if config.advise_every and self.window and self.window % config.advise_every == 0:
+        if config.advise_every and due(config.advise_every):
             self._choose_k2()
-        if self.window and self.window % config.checkpoint_every == 0:
+        if due(config.checkpoint_every):
             self.save("latest")
         return result
 

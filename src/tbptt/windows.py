@@ -76,6 +76,10 @@ class RandomTruncation:
         noise = float(torch.randn((), generator=self.generator))
         return max(self.minimum, round(centre + self.std * noise))
 
+    def expected_stride(self) -> float:
+        """The mean drawn k1 (ignoring ``minimum``): ``mean * (p_mean + (1 - p_mean) / 2)``."""
+        return self.mean * (self.p_mean + (1.0 - self.p_mean) / 2.0)
+
     def state_dict(self) -> dict[str, Any]:
         """The generator's state: a run resumed from it draws the same k1s."""
         return {"generator": self.generator.get_state()}
