@@ -44,8 +44,9 @@ def lstm_window_flops(hidden: int, batch: int, vocab: int, steps: int) -> int:
     return 3 * forward * steps
 
 
-def matmul(rows: int, inner: int, columns: int, device: torch.device,
-           repeat: int) -> tuple[Callable[[], None], int]:
+def matmul(
+    rows: int, inner: int, columns: int, device: torch.device, repeat: int
+) -> tuple[Callable[[], None], int]:
     """A block of ``repeat`` float32 products ``(rows, inner) @ (inner, columns)`` and
     its FLOPs."""
     a = torch.randn(rows, inner, device=device)
@@ -59,12 +60,14 @@ def matmul(rows: int, inner: int, columns: int, device: torch.device,
     return block, 2 * rows * inner * columns * repeat
 
 
-def lstm_step(hidden: int, args: argparse.Namespace,
-              device: torch.device) -> tuple[Callable[[], None], int]:
+def lstm_step(
+    hidden: int, args: argparse.Namespace, device: torch.device
+) -> tuple[Callable[[], None], int]:
     """A block of one LSTM training window of ``args.steps`` steps, and its FLOPs."""
     model = harness.token_network("lstm", hidden, args.vocab_size, device, args.seed)
-    inputs, targets = harness.random_tokens(args.steps, args.batch_size, args.vocab_size, device,
-                                    args.seed)
+    inputs, targets = harness.random_tokens(
+        args.steps, args.batch_size, args.vocab_size, device, args.seed
+    )
     runner = tbptt.Runner(model, tbptt.losses.cross_entropy, k1=args.steps)
 
     def block() -> None:
@@ -81,29 +84,38 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
         blocks[f"mm-{size}"] = matmul(size, size, size, device, repeat=max(1, 4096 // size))
     for hidden in args.hidden_sizes:
         blocks[f"lstm-{hidden}"] = lstm_step(hidden, args, device)
-        blocks[f"gate-mm-{hidden}"] = matmul(args.batch_size, 2 * hidden, 4 * hidden, device,
-                                             repeat=args.steps)
+        blocks[f"gate-mm-{hidden}"] = matmul(
+            args.batch_size, 2 * hidden, 4 * hidden, device, repeat=args.steps
+        )
     for block, _ in blocks.values():
         for _ in range(args.warmup):
             block()
-    seconds = harness.interleaved({name: block for name, (block, _) in blocks.items()},
-                          args.repeats, device, clock=harness.CLOCKS[args.clock])
+    seconds = harness.interleaved(
+        {name: block for name, (block, _) in blocks.items()},
+        args.repeats,
+        device,
+        clock=harness.CLOCKS[args.clock],
+    )
     rates = {name: flops / harness.median(seconds[name]) for name, (_, flops) in blocks.items()}
     peak_name = max((f"mm-{size}" for size in args.peak_sizes), key=rates.__getitem__)
     peak = rates[peak_name]
-    lstm = [{
-        "hidden_size": hidden,
-        "flops_per_window": blocks[f"lstm-{hidden}"][1],
-        "seconds": seconds[f"lstm-{hidden}"],
-        "flops_per_second": rates[f"lstm-{hidden}"],
-        "fraction_of_peak": rates[f"lstm-{hidden}"] / peak,
-        "gate_shape_mm_flops_per_second": rates[f"gate-mm-{hidden}"],
-        "gate_shape_mm_fraction_of_peak": rates[f"gate-mm-{hidden}"] / peak,
-    } for hidden in args.hidden_sizes]
-    square = [{"size": size, "seconds": seconds[f"mm-{size}"],
-               "flops_per_second": rates[f"mm-{size}"]} for size in args.peak_sizes]
-    return {"peak_flops_per_second": peak, "peak_from": peak_name, "matmul": square,
-            "lstm": lstm}
+    lstm = [
+        {
+            "hidden_size": hidden,
+            "flops_per_window": blocks[f"lstm-{hidden}"][1],
+            "seconds": seconds[f"lstm-{hidden}"],
+            "flops_per_second": rates[f"lstm-{hidden}"],
+            "fraction_of_peak": rates[f"lstm-{hidden}"] / peak,
+            "gate_shape_mm_flops_per_second": rates[f"gate-mm-{hidden}"],
+            "gate_shape_mm_fraction_of_peak": rates[f"gate-mm-{hidden}"] / peak,
+        }
+        for hidden in args.hidden_sizes
+    ]
+    square = [
+        {"size": size, "seconds": seconds[f"mm-{size}"], "flops_per_second": rates[f"mm-{size}"]}
+        for size in args.peak_sizes
+    ]
+    return {"peak_flops_per_second": peak, "peak_from": peak_name, "matmul": square, "lstm": lstm}
 
 
 def report(result: dict) -> None:
@@ -112,10 +124,12 @@ def report(result: dict) -> None:
     print(f"peak: {result['peak_flops_per_second'] / 1e9:.1f} GFLOP/s ({result['peak_from']})")
     print(f"{'LSTM hidden':<12}{'GFLOP/s':>9}{'of peak':>9}{'gate-shape mm':>15}{'of peak':>9}")
     for row in result["lstm"]:
-        print(f"{row['hidden_size']:<12}{row['flops_per_second'] / 1e9:>9.1f}"
-              f"{row['fraction_of_peak']:>9.1%}"
-              f"{row['gate_shape_mm_flops_per_second'] / 1e9:>15.1f}"
-              f"{row['gate_shape_mm_fraction_of_peak']:>9.1%}")
+        print(
+            f"{row['hidden_size']:<12}{row['flops_per_second'] / 1e9:>9.1f}"
+            f"{row['fraction_of_peak']:>9.1%}"
+            f"{row['gate_shape_mm_flops_per_second'] / 1e9:>15.1f}"
+            f"{row['gate_shape_mm_fraction_of_peak']:>9.1%}"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,8 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=65)
     parser.add_argument("--steps", type=int, default=64, help="steps per window")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats (default 9, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (default 9, quick 2)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="blocks per variant first")
     args = parser.parse_args(argv)
     args.hidden_sizes = args.hidden_sizes or ([128] if args.quick else list(HIDDEN_SIZES))
@@ -138,10 +153,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    keys = ("quick", "hidden_sizes", "peak_sizes", "batch_size", "vocab_size", "steps",
-            "repeats", "warmup", "seed")
-    started = harness.start("achieved_flops", args, keys, cell="lstm", num_layers=1,
-                            dtype="float32")
+    keys = (
+        "quick",
+        "hidden_sizes",
+        "peak_sizes",
+        "batch_size",
+        "vocab_size",
+        "steps",
+        "repeats",
+        "warmup",
+        "seed",
+    )
+    started = harness.start(
+        "achieved_flops", args, keys, cell="lstm", num_layers=1, dtype="float32"
+    )
     if started is None:
         return 0
     device, recording = started

@@ -87,12 +87,14 @@ class Config:
 
 CONFIGS = [
     Config("lstm-256x2", "lstm", 256, 2),
-    *(Config(f"{cell}-{size}x1", cell, size, 1)
-      for cell in ("lstm", "gru", "elman") for size in (128, 256, 512)),
+    *(
+        Config(f"{cell}-{size}x1", cell, size, 1)
+        for cell in ("lstm", "gru", "elman")
+        for size in (128, 256, 512)
+    ),
 ]
 
-VARIANTS = ("plain", "tbptt", "resets", "split", "packed", "engine-split", "per-step",
-            "lightning")
+VARIANTS = ("plain", "tbptt", "resets", "split", "packed", "engine-split", "per-step", "lightning")
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -118,6 +120,7 @@ def make_loops(config: Config, chunks: list, args, device: torch.device) -> dict
         config.hidden_size, vocab_size=config.vocab_size, num_layers=config.num_layers
     ).to(device)
     fit = (args.optimizer, args.lr)
+
     def runner(model: nn.Module, resets: bool) -> RunnerLoop:
         return RunnerLoop(model, chunks, *fit, k=config.k, resets=resets)
 
@@ -134,8 +137,9 @@ def make_loops(config: Config, chunks: list, args, device: torch.device) -> dict
         "packed": runner(with_strategy("packed"), resets=True),
         "engine-split": runner(WithoutResets(copy.deepcopy(network)), resets=True),
         "per-step": PerStepLoop(copy.deepcopy(network), chunks, *fit),
-        "lightning": LightningLoop(copy.deepcopy(network), chunks, *fit, k=config.k,
-                                   splits=args.windows),
+        "lightning": LightningLoop(
+            copy.deepcopy(network), chunks, *fit, k=config.k, splits=args.windows
+        ),
     }
     return {name: loops[name] for name in args.variants}
 
@@ -147,11 +151,17 @@ def gradients(loop: Loop) -> list[Tensor]:
     network = getattr(model, "network", model)
     rnn = getattr(network, "rnn", None)
     if rnn is None:  # per-step: the cells hold the fused RNN's parameters
-        recurrent = [getattr(cell, name) for cell in network.cells
-                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        recurrent = [
+            getattr(cell, name)
+            for cell in network.cells
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
     else:
-        recurrent = [getattr(rnn, f"{name}_l{layer}") for layer in range(rnn.num_layers)
-                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        recurrent = [
+            getattr(rnn, f"{name}_l{layer}")
+            for layer in range(rnn.num_layers)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
     params = [network.embedding.weight, *recurrent, network.head.weight, network.head.bias]
     return [p.grad for p in params]
 
@@ -161,18 +171,25 @@ def check_same_first_window(loops: dict[str, Loop], config: Config) -> dict[str,
     variants compute the same loss and gradients: plain = tbptt without resets,
     resets = split = packed = engine-split = per-step with resets."""
     losses = {name: loop.window() for name, loop in loops.items()}
-    same = {"plain": ["tbptt", "lightning"],
-            "resets": ["split", "packed", "engine-split", "per-step"]}
+    same = {
+        "plain": ["tbptt", "lightning"],
+        "resets": ["split", "packed", "engine-split", "per-step"],
+    }
     for reference, others in same.items():
         for other in (name for name in others if name in losses and reference in losses):
             torch.testing.assert_close(
-                losses[other], losses[reference], rtol=1e-5, atol=1e-6,
+                losses[other],
+                losses[reference],
+                rtol=1e-5,
+                atol=1e-6,
                 msg=lambda m, a=other, b=reference: f"{config.name}: {a} loss != {b} loss: {m}",
             )
-            for want, got in zip(gradients(loops[reference]), gradients(loops[other]),
-                                 strict=True):
+            for want, got in zip(gradients(loops[reference]), gradients(loops[other]), strict=True):
                 torch.testing.assert_close(
-                    got, want, rtol=1e-4, atol=1e-6,
+                    got,
+                    want,
+                    rtol=1e-4,
+                    atol=1e-6,
                     msg=lambda m, a=other, b=reference: f"{config.name}: {a} grad != {b}: {m}",
                 )
     return {name: float(loss) for name, loss in losses.items()}
@@ -190,7 +207,9 @@ def run_config(config: Config, args, device: torch.device) -> dict:
     seconds = harness.interleaved(
         {name: (lambda loop=loop: loop.block(args.windows)) for name, loop in loops.items()},
         args.repeats,
-        device, clock=harness.CLOCKS[args.clock])
+        device,
+        clock=harness.CLOCKS[args.clock],
+    )
     elapsed, steal_after = time.perf_counter() - start, harness.steal_seconds()
     tokens = args.windows * config.k * config.batch_size
     throughput = {name: tokens / harness.median(times) for name, times in seconds.items()}
@@ -214,44 +233,56 @@ def run_config(config: Config, args, device: torch.device) -> dict:
         "paired_ratio_quartiles": paired,
         "timed_seconds": elapsed,
         "cpu_steal_fraction": steal,
-        "targets_met": {name: ratios[name] >= target for name, target in TARGETS.items()
-                        if name in ratios},
+        "targets_met": {
+            name: ratios[name] >= target for name, target in TARGETS.items() if name in ratios
+        },
     }
 
 
 def report(result: dict) -> None:
     """Print one configuration's figures."""
     config, throughput = result["config"], result["tokens_per_second"]
-    print(f"\n{config['name']}: {config['cell']} hidden {config['hidden_size']} x "
-          f"{config['num_layers']} layers, vocab {config['vocab_size']}, "
-          f"batch {config['batch_size']}, k {config['k']}, "
-          f"{result['resets_per_stream_per_window']:.2f} resets/stream/window, "
-          f"split into {result['split_pieces_per_window']:.1f} pieces/window")
+    print(
+        f"\n{config['name']}: {config['cell']} hidden {config['hidden_size']} x "
+        f"{config['num_layers']} layers, vocab {config['vocab_size']}, "
+        f"batch {config['batch_size']}, k {config['k']}, "
+        f"{result['resets_per_stream_per_window']:.2f} resets/stream/window, "
+        f"split into {result['split_pieces_per_window']:.1f} pieces/window"
+    )
     for name, value in throughput.items():
         print(f"  {name:<10} {value:>10.0f} tokens/s")
     for name, value in result["ratios"].items():
         low, _, high = result["paired_ratio_quartiles"][name]
         target = TARGETS.get(name)
-        verdict = "" if target is None else f"  target >= {target:.3g}: " + (
-            "met" if value >= target else "MISSED")
+        verdict = (
+            ""
+            if target is None
+            else f"  target >= {target:.3g}: " + ("met" if value >= target else "MISSED")
+        )
         print(f"  {name:<16} {value:6.3f}  (paired Q1-Q3 {low:.3f}-{high:.3f}){verdict}")
     if result["cpu_steal_fraction"] is not None:
-        print(f"  cpu time stolen by the host while timing: "
-              f"{result['cpu_steal_fraction']:.1%} of wall time")
+        print(
+            f"  cpu time stolen by the host while timing: "
+            f"{result['cpu_steal_fraction']:.1%} of wall time"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_common_arguments(parser, quick="a ~20 s smoke run")
-    parser.add_argument("--configs", nargs="+", choices=[c.name for c in CONFIGS],
-                        default=[c.name for c in CONFIGS])
+    parser.add_argument(
+        "--configs", nargs="+", choices=[c.name for c in CONFIGS], default=[c.name for c in CONFIGS]
+    )
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--windows", type=int, default=None,
-                        help="windows per timed block (default 4, quick 2)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats (default 10, quick 3)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="warm-up windows per variant (default 2, quick 1)")
+    parser.add_argument(
+        "--windows", type=int, default=None, help="windows per timed block (default 4, quick 2)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (default 10, quick 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up windows per variant (default 2, quick 1)"
+    )
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--lr", type=float, default=0.05)
     args = parser.parse_args(argv)
@@ -276,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         if config.name in args.configs:
             results.append(run_config(config, args, device))
             report(results[-1])
-    recording.write(harness.results_path(args.out, "engine_throughput", device),
-                    targets=TARGETS, results=results)
+    recording.write(
+        harness.results_path(args.out, "engine_throughput", device),
+        targets=TARGETS,
+        results=results,
+    )
     return 0
 
 

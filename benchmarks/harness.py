@@ -137,17 +137,30 @@ def load_average() -> list[float] | None:
 def add_common_arguments(parser: argparse.ArgumentParser, quick: str) -> None:
     """The options every benchmark takes: ``--quick``, ``--device``, ``--out``, ``--seed``."""
     parser.add_argument("--quick", action="store_true", help=quick)
-    parser.add_argument("--device", default="cpu",
-                        help="cpu or cuda (prints a note and exits 0 without a GPU)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON results (default: benchmarks/results/<name>_<device>.json)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (prints a note and exits 0 without a GPU)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default: benchmarks/results/<name>_<device>.json)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="what a time is: wall (elapsed) or cpu (process CPU time; "
-                             "with --threads 1 on a shared machine)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's; 1 is faster on a "
-                             "machine that others keep busy)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="what a time is: wall (elapsed) or cpu (process CPU time; "
+        "with --threads 1 on a shared machine)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's; 1 is faster on a "
+        "machine that others keep busy)",
+    )
 
 
 def pick_device(name: str, benchmark: str) -> torch.device | None:
@@ -174,9 +187,11 @@ class Recording:
         self.start = time.perf_counter()
         described = machine(device)
         gpu = f" ({described['gpu']})" if "gpu" in described else ""
-        print(f"{benchmark}: {described['cpu']} ({described['cpu_count']} cores), torch "
-              f"{described['torch']}, {described['torch_num_threads']} threads, device "
-              f"{device}{gpu}, load average {self.load_before}")
+        print(
+            f"{benchmark}: {described['cpu']} ({described['cpu_count']} cores), torch "
+            f"{described['torch']}, {described['torch_num_threads']} threads, device "
+            f"{device}{gpu}, load average {self.load_before}"
+        )
 
     def write(self, path: Path, **content: object) -> Path:
         """Write the JSON payload to ``path`` and say where."""
@@ -196,8 +211,9 @@ class Recording:
         return written
 
 
-def start(benchmark: str, args: argparse.Namespace, keys: tuple[str, ...],
-          **extra: object) -> tuple[torch.device, Recording] | None:
+def start(
+    benchmark: str, args: argparse.Namespace, keys: tuple[str, ...], **extra: object
+) -> tuple[torch.device, Recording] | None:
     """The device of ``args.device`` and a :class:`Recording` whose settings are the
     ``keys`` of ``args`` and ``extra``; ``None`` (after a note) when CUDA is absent."""
     device = pick_device(args.device, benchmark)
@@ -215,16 +231,24 @@ def start(benchmark: str, args: argparse.Namespace, keys: tuple[str, ...],
 # --------------------------------------------------------------------------- training
 
 
-def token_network(cell: str, hidden_size: int, vocab_size: int, device: torch.device,
-                  seed: int, num_layers: int = 1) -> tbptt.models.RecurrentNetwork:
+def token_network(
+    cell: str,
+    hidden_size: int,
+    vocab_size: int,
+    device: torch.device,
+    seed: int,
+    num_layers: int = 1,
+) -> tbptt.models.RecurrentNetwork:
     """A freshly initialised built-in network on token ids (embedding = hidden size)."""
     torch.manual_seed(seed)
-    return tbptt.models.RecurrentNetwork(cell, hidden_size, vocab_size=vocab_size,
-                                         num_layers=num_layers).to(device)
+    return tbptt.models.RecurrentNetwork(
+        cell, hidden_size, vocab_size=vocab_size, num_layers=num_layers
+    ).to(device)
 
 
-def random_tokens(steps: int, batch_size: int, vocab_size: int, device: torch.device,
-                  seed: int) -> tuple[Tensor, Tensor]:
+def random_tokens(
+    steps: int, batch_size: int, vocab_size: int, device: torch.device, seed: int
+) -> tuple[Tensor, Tensor]:
     """Random ``inputs`` and ``targets``, each ``(steps, batch_size)`` token ids."""
     generator = torch.Generator().manual_seed(seed)
     shape = (steps, batch_size)
@@ -233,8 +257,12 @@ def random_tokens(steps: int, batch_size: int, vocab_size: int, device: torch.de
     return inputs.to(device), targets.to(device)
 
 
-def train_chunk(runner: tbptt.Runner, inputs: Tensor, targets: Tensor,
-                optimizer: torch.optim.Optimizer | None = None) -> int:
+def train_chunk(
+    runner: tbptt.Runner,
+    inputs: Tensor,
+    targets: Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> int:
     """Every window of one chunk: backward, then the optimizer's step if one is given
     (without one the gradients accumulate). Returns the number of windows."""
     count = 0
@@ -283,8 +311,13 @@ resident memory follows the live tensors instead of what the heap keeps for reus
 def run_child(script: Path, arguments: list[str]) -> dict:
     """Run ``python script *arguments`` in a fresh process (its own peak memory, under
     :data:`CHILD_ENVIRONMENT`) and return the JSON object it prints last."""
-    done = subprocess.run([sys.executable, str(script), *arguments], capture_output=True,
-                          text=True, check=False, env={**os.environ, **CHILD_ENVIRONMENT})
+    done = subprocess.run(
+        [sys.executable, str(script), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **CHILD_ENVIRONMENT},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(arguments)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -65,8 +65,9 @@ class PerStepNetwork(nn.Module):
         rnn = network.rnn
         self.cells = nn.ModuleList()
         for layer in range(network.num_layers):
-            cell = CELLS[network.cell](rnn.input_size if layer == 0 else rnn.hidden_size,
-                                       rnn.hidden_size)
+            cell = CELLS[network.cell](
+                rnn.input_size if layer == 0 else rnn.hidden_size, rnn.hidden_size
+            )
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 setattr(cell, name, getattr(rnn, f"{name}_l{layer}"))  # shared Parameters
             self.cells.append(cell)
@@ -154,9 +155,12 @@ class LightningLoop(Loop):
     def __init__(self, network, chunks, optimizer, lr, k: int, splits: int) -> None:
         batches = []  # batch-first (B, splits * k), as a DataLoader would yield them
         for first in range(0, len(chunks), splits):
-            group = chunks[first:first + splits]
-            batches.append(tuple(torch.cat([chunk[part] for chunk in group]).t().contiguous()
-                                 for part in (0, 1)))
+            group = chunks[first : first + splits]
+            batches.append(
+                tuple(
+                    torch.cat([chunk[part] for chunk in group]).t().contiguous() for part in (0, 1)
+                )
+            )
         super().__init__(BatchFirstNetwork(network), batches, optimizer, lr)
         self.k, self.hiddens, self.pending = k, None, []
 

@@ -86,8 +86,9 @@ def child(args: argparse.Namespace, device: torch.device) -> dict:
     """One method at one length in this process: peak memory over the baseline and
     the seconds of each pass (gradient of the whole sequence)."""
     model = harness.token_network("lstm", args.hidden_size, args.vocab_size, device, args.seed)
-    inputs, targets = harness.random_tokens(args.length, args.batch_size, args.vocab_size, device,
-                                    args.seed)
+    inputs, targets = harness.random_tokens(
+        args.length, args.batch_size, args.vocab_size, device, args.seed
+    )
     warmup = min(WARMUP_STEPS, args.length)
     harness.train_chunk(make_runner(args.method, model, args.k), inputs[:warmup], targets[:warmup])
     baseline = baseline_bytes(device)
@@ -99,9 +100,14 @@ def child(args: argparse.Namespace, device: torch.device) -> dict:
         windows = harness.train_chunk(runner, inputs, targets)
         harness.synchronize(device)
         seconds.append(clock() - start)
-    return {"method": args.method, "length": args.length, "windows": windows,
-            "baseline_bytes": baseline, "peak_bytes": peak_bytes(device) - baseline,
-            "seconds": seconds}
+    return {
+        "method": args.method,
+        "length": args.length,
+        "windows": windows,
+        "baseline_bytes": baseline,
+        "peak_bytes": peak_bytes(device) - baseline,
+        "seconds": seconds,
+    }
 
 
 # --------------------------------------------------------------------------- parent
@@ -156,12 +162,27 @@ def full_estimate(args, common: list[str], rows: list[dict], length: int) -> int
 
 def run_length(args, device: torch.device, length: int, rows: list[dict], limit: int) -> None:
     """Every method at one length, interleaved over ``--repeats`` fresh processes."""
-    common = ["--device", str(device), "--length", str(length), "--k", str(args.k),
-              "--hidden-size", str(args.hidden_size), "--batch-size", str(args.batch_size),
-              "--vocab-size", str(args.vocab_size), "--seed", str(args.seed),
-              "--clock", args.clock,
-              *([] if args.threads is None else ["--threads", str(args.threads)]),
-              "--passes", str(3 if length <= 1_000 else 1)]
+    common = [
+        "--device",
+        str(device),
+        "--length",
+        str(length),
+        "--k",
+        str(args.k),
+        "--hidden-size",
+        str(args.hidden_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--vocab-size",
+        str(args.vocab_size),
+        "--seed",
+        str(args.seed),
+        "--clock",
+        args.clock,
+        *([] if args.threads is None else ["--threads", str(args.threads)]),
+        "--passes",
+        str(3 if length <= 1_000 else 1),
+    ]
     repeats = args.repeats if length <= 10_000 else 1
     found: dict[str, list[dict]] = {}
     for repeat in range(repeats):
@@ -169,11 +190,16 @@ def run_length(args, device: torch.device, length: int, rows: list[dict], limit:
         for method in order:
             guess = full_estimate(args, common, rows, length) if method == "full" else None
             if guess is not None and guess > limit:
-                found[method] = [{"skipped": f"estimated {guess / 1e9:.1f} GB > limit "
-                                             f"{limit / 1e9:.1f} GB", "estimated_bytes": guess}]
+                found[method] = [
+                    {
+                        "skipped": f"estimated {guess / 1e9:.1f} GB > limit {limit / 1e9:.1f} GB",
+                        "estimated_bytes": guess,
+                    }
+                ]
                 continue
             found.setdefault(method, []).append(
-                harness.run_child(Path(__file__), ["--child", method, *common]))
+                harness.run_child(Path(__file__), ["--child", method, *common])
+            )
     for method, runs in found.items():
         row = {"method": method, "length": length, **runs[0]}
         if "seconds" in runs[0]:
@@ -189,8 +215,10 @@ def describe(row: dict) -> str:
     head = f"T={row['length']:>7,} {row['method']:<10}"
     if "skipped" in row:
         return f"{head} skipped: {row['skipped']}"
-    return (f"{head} peak {row['peak_bytes'] / 1e6:9.1f} MB  "
-            f"{row['median_seconds']:8.3f} s  ({row['windows']} windows)")
+    return (
+        f"{head} peak {row['peak_bytes'] / 1e6:9.1f} MB  "
+        f"{row['median_seconds']:8.3f} s  ({row['windows']} windows)"
+    )
 
 
 def summary(rows: list[dict], at: int) -> dict:
@@ -201,13 +229,17 @@ def summary(rows: list[dict], at: int) -> dict:
     out: dict = {"length": at}
     if full and checkpointed and "peak_bytes" in full and "peak_bytes" in checkpointed:
         out["checkpoint_over_full_memory"] = checkpointed["peak_bytes"] / full["peak_bytes"]
-        out["checkpoint_over_full_time"] = (checkpointed["median_seconds"]
-                                            / full["median_seconds"])
+        out["checkpoint_over_full_time"] = checkpointed["median_seconds"] / full["median_seconds"]
         out["memory_target_met"] = out["checkpoint_over_full_memory"] <= 0.10
         out["time_target_met"] = out["checkpoint_over_full_time"] <= 1.5
     longest = max(row["length"] for row in rows)
-    exact = [row for row in rows if row["length"] == longest and "peak_bytes" in row
-             and row["method"] in ("full", "checkpoint")]
+    exact = [
+        row
+        for row in rows
+        if row["length"] == longest
+        and "peak_bytes" in row
+        and row["method"] in ("full", "checkpoint")
+    ]
     out["exact_bptt_at_longest"] = {"length": longest, "ran": [row["method"] for row in exact]}
     return out
 
@@ -215,19 +247,36 @@ def summary(rows: list[dict], at: int) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_common_arguments(parser, quick="a ~30 s smoke run (T up to 1,000)")
-    parser.add_argument("--lengths", type=int, nargs="+", default=None,
-                        help="sequence lengths T (default 100 ... 100,000)")
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sequence lengths T (default 100 ... 100,000)",
+    )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=65)
     parser.add_argument("--k", type=int, default=64, help="TBPTT(k, k)'s window")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="fresh processes per (method, T) up to T = 10,000, interleaved")
-    parser.add_argument("--limit-gb", type=float, default=18.0,
-                        help="skip full BPTT where its extrapolated peak exceeds this")
-    parser.add_argument("--summary-length", type=int, default=10_000,
-                        help="the T at which checkpointed is compared with full")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="fresh processes per (method, T) up to T = 10,000, interleaved",
+    )
+    parser.add_argument(
+        "--limit-gb",
+        type=float,
+        default=18.0,
+        help="skip full BPTT where its extrapolated peak exceeds this",
+    )
+    parser.add_argument(
+        "--summary-length",
+        type=int,
+        default=10_000,
+        help="the T at which checkpointed is compared with full",
+    )
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--passes", type=int, default=1, help=argparse.SUPPRESS)
@@ -248,15 +297,37 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args, device)))
         return 0
     if "checkpoint" in args.methods and not has_checkpointing():
-        print("memory_vs_length: this tbptt has no Runner(checkpoint=...); "
-              "measuring without checkpointed BPTT.")
+        print(
+            "memory_vs_length: this tbptt has no Runner(checkpoint=...); "
+            "measuring without checkpointed BPTT."
+        )
         args.methods = [method for method in args.methods if method != "checkpoint"]
-    keys = ("quick", "lengths", "methods", "hidden_size", "batch_size", "vocab_size", "k",
-            "repeats", "limit_gb", "seed")
-    memory = ("VmHWM - VmRSS before the pass, glibc mmap threshold 64 KiB"
-              if args.device == "cpu" else "torch.cuda.max_memory_allocated - memory_allocated")
-    started = harness.start("memory_vs_length", args, keys, cell="lstm", num_layers=1,
-                            warmup_steps=WARMUP_STEPS, memory=memory)
+    keys = (
+        "quick",
+        "lengths",
+        "methods",
+        "hidden_size",
+        "batch_size",
+        "vocab_size",
+        "k",
+        "repeats",
+        "limit_gb",
+        "seed",
+    )
+    memory = (
+        "VmHWM - VmRSS before the pass, glibc mmap threshold 64 KiB"
+        if args.device == "cpu"
+        else "torch.cuda.max_memory_allocated - memory_allocated"
+    )
+    started = harness.start(
+        "memory_vs_length",
+        args,
+        keys,
+        cell="lstm",
+        num_layers=1,
+        warmup_steps=WARMUP_STEPS,
+        memory=memory,
+    )
     if started is None:
         return 0
     device, recording = started
@@ -269,9 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         run_length(args, device, length, rows, limit)
     result = summary(rows, args.summary_length)
     print(json.dumps(result, indent=2))
-    recording.write(harness.results_path(args.out, "memory_vs_length", device),
-                    limit_bytes=limit, checkpoint_gradient_max_abs_diff=checked,
-                    summary=result, results=rows)
+    recording.write(
+        harness.results_path(args.out, "memory_vs_length", device),
+        limit_bytes=limit,
+        checkpoint_gradient_max_abs_diff=checked,
+        summary=result,
+        results=rows,
+    )
     return 0
 
 

@@ -31,8 +31,10 @@ def machine_line(payload: dict) -> str:
     described = payload["machine"]
     load = payload.get("load_average", {}).get("before")
     load_text = "" if not load else f", load {load[0]:.1f} before"
-    return (f"{described['cpu']}, {described['cpu_count']} cores, torch {described['torch']}, "
-            f"{described['device']}, {described['date'][:10]}{load_text}")
+    return (
+        f"{described['cpu']}, {described['cpu_count']} cores, torch {described['torch']}, "
+        f"{described['device']}, {described['date'][:10]}{load_text}"
+    )
 
 
 def engine_throughput(payload: dict, axes: Axes) -> None:
@@ -41,10 +43,11 @@ def engine_throughput(payload: dict, axes: Axes) -> None:
     names = [row["config"]["name"] for row in results]
     width = 0.8 / len(THROUGHPUT_VARIANTS)
     for index, variant in enumerate(THROUGHPUT_VARIANTS):
-        values = [row["tokens_per_second"].get(variant, float("nan"))
-                  / row["tokens_per_second"]["plain"] for row in results]
-        axes.bar([i + (index - 1) * width for i in range(len(names))], values, width,
-                 label=variant)
+        values = [
+            row["tokens_per_second"].get(variant, float("nan")) / row["tokens_per_second"]["plain"]
+            for row in results
+        ]
+        axes.bar([i + (index - 1) * width for i in range(len(names))], values, width, label=variant)
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.axhline(0.98, color="gray", linestyle="--", linewidth=0.8, label="target tbptt 0.98")
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
@@ -58,8 +61,12 @@ def truncation_cost(payload: dict, axes: Axes) -> None:
     rows = payload["results"]
     for k2 in sorted({row["k2"] for row in rows}):
         mine = [row for row in rows if row["k2"] == k2]
-        axes.plot([row["k2_over_k1"] for row in mine], [row["over_k2_k2"] for row in mine],
-                  "o-", label=f"k2 = {k2}")
+        axes.plot(
+            [row["k2_over_k1"] for row in mine],
+            [row["over_k2_k2"] for row in mine],
+            "o-",
+            label=f"k2 = {k2}",
+        )
     top = max(row["k2_over_k1"] for row in rows)
     axes.plot([1, top], [1, top], color="gray", linestyle="--", label="k2/k1 (steps run)")
     axes.set_xscale("log", base=2)
@@ -76,14 +83,17 @@ def memory_vs_length(payload: dict, figure_axes: tuple[Axes, Axes]) -> None:
     memory_axes, time_axes = figure_axes
     rows = [row for row in payload["results"] if "peak_bytes" in row]
     for method in METHOD_ORDER:
-        mine = sorted((row for row in rows if row["method"] == method),
-                      key=lambda row: row["length"])
+        mine = sorted(
+            (row for row in rows if row["method"] == method), key=lambda row: row["length"]
+        )
         lengths = [row["length"] for row in mine]
         memory_axes.plot(lengths, [row["peak_bytes"] / 1e6 for row in mine], "o-", label=method)
         time_axes.plot(lengths, [row["median_seconds"] for row in mine], "o-", label=method)
     clock = "CPU seconds" if payload["settings"].get("clock") == "cpu" else "seconds"
-    for axes, label in ((memory_axes, "peak memory over baseline (MB)"),
-                        (time_axes, f"{clock} per gradient of the sequence")):
+    for axes, label in (
+        (memory_axes, "peak memory over baseline (MB)"),
+        (time_axes, f"{clock} per gradient of the sequence"),
+    ):
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xlabel("sequence length T")
@@ -97,16 +107,25 @@ def achieved_flops(payload: dict, axes: Axes) -> None:
     """Fraction of the measured matrix-multiply peak, per hidden size."""
     rows = payload["lstm"]
     positions = range(len(rows))
-    axes.bar([p - 0.2 for p in positions], [row["fraction_of_peak"] for row in rows], 0.4,
-             label="LSTM training step")
-    axes.bar([p + 0.2 for p in positions],
-             [row["gate_shape_mm_fraction_of_peak"] for row in rows], 0.4,
-             label="torch.mm at the gate shape")
+    axes.bar(
+        [p - 0.2 for p in positions],
+        [row["fraction_of_peak"] for row in rows],
+        0.4,
+        label="LSTM training step",
+    )
+    axes.bar(
+        [p + 0.2 for p in positions],
+        [row["gate_shape_mm_fraction_of_peak"] for row in rows],
+        0.4,
+        label="torch.mm at the gate shape",
+    )
     axes.set_xticks(list(positions), [str(row["hidden_size"]) for row in rows])
     axes.set_xlabel("hidden size (batch 32, 64 steps)")
     axes.set_ylabel("fraction of torch.mm peak")
-    axes.set_title(f"Achieved FLOP/s (peak {payload['peak_flops_per_second'] / 1e9:.0f} "
-                   f"GFLOP/s, {payload['peak_from']})")
+    axes.set_title(
+        f"Achieved FLOP/s (peak {payload['peak_flops_per_second'] / 1e9:.0f} "
+        f"GFLOP/s, {payload['peak_from']})"
+    )
     axes.legend()
 
 

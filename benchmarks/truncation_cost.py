@@ -41,8 +41,9 @@ def steps_run_per_loss_step(steps: int, k1: int, k2: int) -> float:
 
 def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Time every (k1, k2) on the same chunks, interleaved; one row per pair."""
-    inputs, targets = harness.random_tokens(args.steps, args.batch_size, args.vocab_size, device,
-                                    args.seed)
+    inputs, targets = harness.random_tokens(
+        args.steps, args.batch_size, args.vocab_size, device, args.seed
+    )
     pairs = [(k1, k2) for k2, k1s in args.pairs.items() for k1 in k1s]
     runs = {}
     for k1, k2 in pairs:
@@ -61,29 +62,35 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
     for k1, k2 in pairs:
         name, reference = f"TBPTT({k1},{k2})", f"TBPTT({k2},{k2})"
         paired = [a / b for a, b in zip(seconds[name], seconds[reference], strict=True)]
-        rows.append({
-            "k1": k1,
-            "k2": k2,
-            "k2_over_k1": k2 / k1,
-            "steps_run_per_loss_step": steps_run_per_loss_step(args.steps, k1, k2),
-            "windows_per_chunk": len(spans(args.steps, k1, k2)),
-            "seconds": seconds[name],
-            "microseconds_per_loss_step": 1e6 * harness.median(seconds[name]) / args.steps,
-            "over_k2_k2": harness.median(seconds[name]) / harness.median(seconds[reference]),
-            "over_k2_k2_paired_quartiles": harness.quartiles(paired),
-        })
+        rows.append(
+            {
+                "k1": k1,
+                "k2": k2,
+                "k2_over_k1": k2 / k1,
+                "steps_run_per_loss_step": steps_run_per_loss_step(args.steps, k1, k2),
+                "windows_per_chunk": len(spans(args.steps, k1, k2)),
+                "seconds": seconds[name],
+                "microseconds_per_loss_step": 1e6 * harness.median(seconds[name]) / args.steps,
+                "over_k2_k2": harness.median(seconds[name]) / harness.median(seconds[reference]),
+                "over_k2_k2_paired_quartiles": harness.quartiles(paired),
+            }
+        )
     return rows
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'truncation':<16}{'k2/k1':>7}{'steps run/loss step':>21}"
-          f"{'us/loss step':>14}{'/ TBPTT(k2,k2)':>16}")
+    print(
+        f"{'truncation':<16}{'k2/k1':>7}{'steps run/loss step':>21}"
+        f"{'us/loss step':>14}{'/ TBPTT(k2,k2)':>16}"
+    )
     for row in rows:
         low, _, high = row["over_k2_k2_paired_quartiles"]
         name = f"TBPTT({row['k1']},{row['k2']})"
-        print(f"{name:<16}{row['k2_over_k1']:>7.2f}{row['steps_run_per_loss_step']:>21.2f}"
-              f"{row['microseconds_per_loss_step']:>14.1f}{row['over_k2_k2']:>9.2f}"
-              f" ({low:.2f}-{high:.2f})")
+        print(
+            f"{name:<16}{row['k2_over_k1']:>7.2f}{row['steps_run_per_loss_step']:>21.2f}"
+            f"{row['microseconds_per_loss_step']:>14.1f}{row['over_k2_k2']:>9.2f}"
+            f" ({low:.2f}-{high:.2f})"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,10 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=65)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per chunk, a multiple of every k1 (default 256, quick 64)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats (default 7, quick 2)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per chunk, a multiple of every k1 (default 256, quick 64)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (default 7, quick 2)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="chunks per variant first")
     parser.add_argument("--lr", type=float, default=0.05)
     args = parser.parse_args(argv)
@@ -107,11 +119,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    keys = ("quick", "hidden_size", "batch_size", "vocab_size", "steps", "repeats",
-            "warmup", "lr", "seed")
+    keys = (
+        "quick",
+        "hidden_size",
+        "batch_size",
+        "vocab_size",
+        "steps",
+        "repeats",
+        "warmup",
+        "lr",
+        "seed",
+    )
     pairs = {str(k2): list(k1s) for k2, k1s in args.pairs.items()}
-    started = harness.start("truncation_cost", args, keys, cell="lstm", num_layers=1,
-                            optimizer="sgd", pairs=pairs)
+    started = harness.start(
+        "truncation_cost", args, keys, cell="lstm", num_layers=1, optimizer="sgd", pairs=pairs
+    )
     if started is None:
         return 0
     device, recording = started
