@@ -9,6 +9,10 @@ divergence (:mod:`tbptt.recovery`).
 A run directory holds ``metrics.jsonl`` and ``metrics.csv`` (one record per log or
 evaluation), ``checkpoints/latest.pt`` and ``checkpoints/best.pt``, and
 ``learning_curves.png``.
+
+The settings are :class:`tbptt.trainconfig.TrainConfig` (importable from here too),
+and what a checkpoint holds and how a run resumes from it is
+:class:`tbptt.resumable.Resumable`, the trainer's base.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,158 +29,26 @@ from torch import Tensor, nn
 
 from tbptt import checkpoint, distributed
 from tbptt.data.streams import Batch, Streams
-from tbptt.devices import device_of, parse_device
+from tbptt.devices import device_of
 from tbptt.diagnostics import choose_k2
-from tbptt.engine import LossFn, Runner, unroll
+from tbptt.engine import LossFn, unroll
 from tbptt.errors import TBPTTError
-from tbptt.files import file_error, remove_temporaries
-from tbptt.precision import PRECISIONS, MixedPrecision
+from tbptt.files import remove_temporaries
+from tbptt.precision import MixedPrecision
 from tbptt.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
-from tbptt.windows import RandomTruncation, Stride, check_truncation
+from tbptt.resumable import Resumable
+from tbptt.trainconfig import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
+from tbptt.windows import RandomTruncation
+
+__all__ = ["RANDOM_BATCH_WINDOWS", "TrainConfig", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("language", "regression", "classification")
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULES = ("constant", "cosine")
-RANDOM_BATCH_WINDOWS = 8
-"""Windows of mean length per training batch under randomised truncation."""
 
 
-@dataclass
-class TrainConfig:
-    """How to train. Every field can be set from the command line or a TOML file."""
-
-    k1: int | None = 64
-    """Steps between parameter updates (the window stride); unset: full BPTT per batch."""
-    k2: int | None = None
-    """Steps a gradient flows back, k1 <= k2 (default k1: non-overlapping windows)."""
-    k1_std: float | None = None
-    """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
-    (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
-    that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
-    training data then comes in batches of ``RANDOM_BATCH_WINDOWS * k1`` steps, so
-    the draws follow each other along the streams and only a batch's last window
-    is cut short."""
-    checkpoint_activations: bool = False
-    """Keep only the state every ~sqrt(window) steps and recompute the rest in the
-    backward pass: the same gradients in far less memory, one more forward pass
-    (docs/memory.md)."""
-    checkpoint_segment: int | None = None
-    """With checkpoint_activations: steps between kept states (default: about the
-    square root of the window's steps)."""
-    advise_every: int | None = None
-    """Updates between rechoosing k2 from the gradient's truncation bias on the first
-    validation batch (tbptt.diagnostics.choose_k2: the smallest of k1, 2 k1, 4 k1, ...
-    within advise_tolerance of full BPTT); k1 stays. Unset: k2 stays fixed."""
-    advise_tolerance: float = 0.95
-    """With advise_every: the cosine to the full gradient that k2 must reach."""
-    epochs: int = 1
-    """Passes over the training streams."""
-    max_windows: int | None = None
-    """Stop after the batch in which this many parameter updates are reached
-    (default: run all epochs)."""
-    optimizer: str = "adam"
-    """adam, adamw or sgd."""
-    lr: float = 2e-3
-    """Learning rate."""
-    weight_decay: float = 0.0
-    """Weight decay of the optimizer."""
-    clip_norm: float | None = 1.0
-    """Clip the gradient's global norm to this (unset: no clipping)."""
-    max_skips: int = 5
-    """Updates skipped in a row (non-finite loss or gradient) after which the run rolls
-    back to its last checkpoint and lowers the learning rate."""
-    rollback_lr_factor: float = 0.5
-    """Multiplies the learning rate at each rollback (between 0 and 1)."""
-    max_rollbacks: int = 3
-    """Rollbacks after which a run that still diverges stops with an error."""
-    schedule: str = "constant"
-    """Learning-rate schedule: constant, or cosine decay to zero over the run."""
-    eval_every: int = 0
-    """Updates between evaluations on the validation streams (0: after each epoch)."""
-    patience: int | None = None
-    """Stop after this many evaluations without a better validation loss."""
-    log_every: int = 50
-    """Updates between training log records."""
-    checkpoint_every: int = 200
-    """Updates between checkpoints (one is also written at the end and on a stop)."""
-    seed: int = 0
-    """Seeds dropout and every other random draw of training."""
-    device: str = "cpu"
-    """cpu, cuda or cuda:N (under torchrun, cuda is each process's own GPU)."""
-    precision: str = "32"
-    """32 (float32), bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a
-    grad scaler); parameters and optimizer state stay float32."""
-    compile: bool = False
-    """Run the training forward passes through torch.compile (the first windows
-    compile, which takes a while)."""
-
-    def __post_init__(self) -> None:
-        check_truncation(self.k1, self.k2)
-        segment = self.checkpoint_segment
-        if segment is not None and (segment < 1 or not self.checkpoint_activations):
-            raise TBPTTError(
-                f"checkpoint_segment={segment} needs checkpoint_activations on and >= 1 steps"
-            )
-        if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
-            raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
-        if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
-            raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
-        if not 0 < self.advise_tolerance <= 1:
-            raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
-        if self.precision not in PRECISIONS:
-            raise TBPTTError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
-            if getattr(self, name) < 1:
-                raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_windows", "patience", "advise_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
-        if self.eval_every < 0 or self.max_rollbacks < 0:
-            raise TBPTTError("eval_every and max_rollbacks must be >= 0")
-        if not 0 < self.lr < math.inf:
-            raise TBPTTError(f"lr must be finite and > 0, got {self.lr}")
-        if not 0 <= self.weight_decay < math.inf:
-            raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
-        if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
-            raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
-        if not 0 < self.rollback_lr_factor < 1:
-            raise TBPTTError(
-                f"rollback_lr_factor must lie strictly between 0 and 1, "
-                f"got {self.rollback_lr_factor}"
-            )
-        parse_device(self.device)
-        if self.optimizer not in OPTIMIZERS:
-            raise TBPTTError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise TBPTTError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-
-    def batch_steps(self, whole: int) -> int:
-        """Steps per training batch: one window (k1), several with randomised
-        truncation, ``whole`` (the data's length per stream) for full BPTT."""
-        if self.k1 is None:
-            return whole
-        return self.k1 * RANDOM_BATCH_WINDOWS if self.k1_std is not None else self.k1
-
-    def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
-        """The engine for these settings."""
-        k1: Stride = self.k1
-        if self.k1_std is not None and self.k1 is not None:
-            k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)
-        checkpoint = self.checkpoint_segment or self.checkpoint_activations
-        return Runner(model, loss_fn, k1, self.k2, checkpoint=checkpoint)
-
-
-class Trainer:
+class Trainer(Resumable):
     """Trains ``model`` on ``train`` streams with TBPTT(k1, k2).
 
     Args:
@@ -498,104 +369,6 @@ class Trainer:
         if self.metrics == "language":
             return {"perplexity": math.exp(min(loss, 700.0)), "bits_per_token": loss / math.log(2)}
         return {"mse": loss} if self.metrics == "regression" else {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything an exact continuation needs, as tensors and plain values."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "runner": {
-                "state": self.runner.state,
-                "history": self.runner.history,
-                "k2": self.runner.k2,
-                **truncation_state(self.runner),
-            },
-            **self._ranks(rng),
-            "scaler": self.precision.state_dict(),
-            "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
-            "progress": {
-                "best": self.best,
-                "stale_evals": self.stale_evals,
-                "skipped": self.skipped,
-                "rollbacks": self.rollbacks,
-                "skips_in_row": self.skips_in_row,
-            },
-            "rng": rng,
-            "config": asdict(self.config),
-            "metrics": self.metrics,
-            "extra": self.extra,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (from :func:`tbptt.checkpoint.load`)."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        own = distributed.own_share(state)
-        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
-        if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
-            self.runner.k1.load_state_dict(state["runner"]["truncation"])
-        if isinstance(self.runner.k1, int) and state["runner"].get("k2") is not None:
-            self.runner.set_k2(state["runner"]["k2"])  # as advise_every last chose it
-        self.precision.load_state_dict(state.get("scaler", {}))
-        self.epoch, self.batch, self.window = (
-            state["position"][key] for key in ("epoch", "batch", "window")
-        )
-        progress = state["progress"]
-        self.best, self.stale_evals, self.skipped = (
-            progress["best"],
-            progress["stale_evals"],
-            progress["skipped"],
-        )
-        self.rollbacks = progress.get("rollbacks", 0)
-        self.skips_in_row = progress.get("skips_in_row", 0)
-        torch.set_rng_state(own["rng"]["torch"])
-        if "cuda" in own["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(own["rng"]["cuda"])
-
-    def _ranks(self, rng: dict[str, Any]) -> dict[str, Any]:
-        """With several processes, ``ranks``: every rank's carried state and random
-        generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
-        if not distributed.active():
-            return {}
-        runner = {"state": self.runner.state, "history": self.runner.history}
-        return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
-
-    def save(self, name: str) -> None:
-        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
-        ``latest`` one is also kept in memory as the point a rollback returns to. With
-        several processes every rank calls this (it gathers their states); rank 0 writes."""
-        if name != "latest" and self.run_dir is None:
-            return
-        data = checkpoint.dumps(self.state_dict())
-        if name == "latest":
-            self._good = data
-        if self.run_dir is not None and distributed.is_main():
-            folder = self.run_dir / "checkpoints"
-            folder.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(folder / f"{name}.pt", data)
-
-    def resume(self, path: str | Path) -> None:
-        """Continue exactly where the checkpoint at ``path`` stopped."""
-        state = checkpoint.load(path, map_location=self.device)
-        try:
-            self.load_state_dict(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
-            raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
-        self.log.truncate(self.window)
-        self._good = None  # the start of the next fit: this checkpoint
-
-
-def truncation_state(runner: Runner) -> dict[str, Any]:
-    """The random-truncation draws' state, for an exact resume (none for a fixed k1)."""
-    if isinstance(runner.k1, RandomTruncation):
-        return {"truncation": runner.k1.state_dict()}
-    return {}
 
 
 def add_totals(totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor) -> None:

@@ -1,0 +1,152 @@
+"""Exact resume: what a trainer's checkpoint holds, and writing and reading it.
+
+:class:`Resumable` is the part of :class:`tbptt.trainer.Trainer` that turns a run
+into a checkpoint and back: the model, optimizer, schedule and grad scaler, the
+state the streams carry and the position in them, the counts that early stopping
+and recovery keep, and every random generator, so a resumed run continues exactly
+as the uninterrupted one would. Under torchrun the carried state and generators of
+every rank go in too (:func:`tbptt.distributed.own_share` picks a rank's own back).
+The file format is :mod:`tbptt.checkpoint`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tbptt import checkpoint, distributed
+from tbptt.engine import Runner
+from tbptt.files import file_error
+from tbptt.precision import MixedPrecision
+from tbptt.reporting import MetricsLog
+from tbptt.trainconfig import TrainConfig
+from tbptt.windows import RandomTruncation
+
+
+class Resumable:
+    """Checkpoints of a trainer: :meth:`state_dict`, :meth:`load_state_dict`,
+    :meth:`save` and :meth:`resume` over the attributes declared here, which the
+    trainer sets up."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    runner: Runner
+    precision: MixedPrecision
+    config: TrainConfig
+    metrics: str
+    extra: dict[str, Any]
+    device: torch.device
+    run_dir: Path | None
+    log: MetricsLog
+    epoch: int
+    batch: int
+    window: int
+    best: float
+    stale_evals: int
+    skipped: int
+    rollbacks: int
+    skips_in_row: int
+    _good: bytes | None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact continuation needs, as tensors and plain values."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "runner": {
+                "state": self.runner.state,
+                "history": self.runner.history,
+                "k2": self.runner.k2,
+                **truncation_state(self.runner),
+            },
+            **self._ranks(rng),
+            "scaler": self.precision.state_dict(),
+            "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
+            "progress": {
+                "best": self.best,
+                "stale_evals": self.stale_evals,
+                "skipped": self.skipped,
+                "rollbacks": self.rollbacks,
+                "skips_in_row": self.skips_in_row,
+            },
+            "rng": rng,
+            "config": asdict(self.config),
+            "metrics": self.metrics,
+            "extra": self.extra,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (from :func:`tbptt.checkpoint.load`)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        own = distributed.own_share(state)
+        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
+        if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
+            self.runner.k1.load_state_dict(state["runner"]["truncation"])
+        if isinstance(self.runner.k1, int) and state["runner"].get("k2") is not None:
+            self.runner.set_k2(state["runner"]["k2"])  # as advise_every last chose it
+        self.precision.load_state_dict(state.get("scaler", {}))
+        self.epoch, self.batch, self.window = (
+            state["position"][key] for key in ("epoch", "batch", "window")
+        )
+        progress = state["progress"]
+        self.best, self.stale_evals, self.skipped = (
+            progress["best"],
+            progress["stale_evals"],
+            progress["skipped"],
+        )
+        self.rollbacks = progress.get("rollbacks", 0)
+        self.skips_in_row = progress.get("skips_in_row", 0)
+        torch.set_rng_state(own["rng"]["torch"])
+        if "cuda" in own["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["rng"]["cuda"])
+
+    def _ranks(self, rng: dict[str, Any]) -> dict[str, Any]:
+        """With several processes, ``ranks``: every rank's carried state and random
+        generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
+        if not distributed.active():
+            return {}
+        runner = {"state": self.runner.state, "history": self.runner.history}
+        return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
+
+    def save(self, name: str) -> None:
+        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
+        ``latest`` one is also kept in memory as the point a rollback returns to. With
+        several processes every rank calls this (it gathers their states); rank 0 writes."""
+        if name != "latest" and self.run_dir is None:
+            return
+        data = checkpoint.dumps(self.state_dict())
+        if name == "latest":
+            self._good = data
+        if self.run_dir is not None and distributed.is_main():
+            folder = self.run_dir / "checkpoints"
+            folder.mkdir(parents=True, exist_ok=True)
+            checkpoint.save(folder / f"{name}.pt", data)
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped."""
+        state = checkpoint.load(path, map_location=self.device)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
+            raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
+        self.log.truncate(self.window)
+        self._good = None  # the start of the next fit: this checkpoint
+
+
+def truncation_state(runner: Runner) -> dict[str, Any]:
+    """The random-truncation draws' state, for an exact resume (none for a fixed k1)."""
+    if isinstance(runner.k1, RandomTruncation):
+        return {"truncation": runner.k1.state_dict()}
+    return {}

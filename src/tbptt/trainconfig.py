@@ -1,0 +1,158 @@
+"""How to train: :class:`TrainConfig`, the settings of :class:`tbptt.trainer.Trainer`.
+
+Every field has a docstring (the command line's help text, :mod:`tbptt.config`) and
+is checked when the config is made, so a bad setting fails before a run starts. The
+config also says how long the training batches are (:meth:`TrainConfig.batch_steps`)
+and builds the engine for its truncation (:meth:`TrainConfig.runner`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tbptt.devices import parse_device
+from tbptt.engine import LossFn, Runner
+from tbptt.errors import TBPTTError
+from tbptt.precision import PRECISIONS
+from tbptt.windows import RandomTruncation, Stride, check_truncation
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULES = ("constant", "cosine")
+RANDOM_BATCH_WINDOWS = 8
+"""Windows of mean length per training batch under randomised truncation."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Every field can be set from the command line or a TOML file."""
+
+    k1: int | None = 64
+    """Steps between parameter updates (the window stride); unset: full BPTT per batch."""
+    k2: int | None = None
+    """Steps a gradient flows back, k1 <= k2 (default k1: non-overlapping windows)."""
+    k1_std: float | None = None
+    """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
+    (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
+    that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
+    training data then comes in batches of ``RANDOM_BATCH_WINDOWS * k1`` steps, so
+    the draws follow each other along the streams and only a batch's last window
+    is cut short."""
+    checkpoint_activations: bool = False
+    """Keep only the state every ~sqrt(window) steps and recompute the rest in the
+    backward pass: the same gradients in far less memory, one more forward pass
+    (docs/memory.md)."""
+    checkpoint_segment: int | None = None
+    """With checkpoint_activations: steps between kept states (default: about the
+    square root of the window's steps)."""
+    advise_every: int | None = None
+    """Updates between rechoosing k2 from the gradient's truncation bias on the first
+    validation batch (tbptt.diagnostics.choose_k2: the smallest of k1, 2 k1, 4 k1, ...
+    within advise_tolerance of full BPTT); k1 stays. Unset: k2 stays fixed."""
+    advise_tolerance: float = 0.95
+    """With advise_every: the cosine to the full gradient that k2 must reach."""
+    epochs: int = 1
+    """Passes over the training streams."""
+    max_windows: int | None = None
+    """Stop after the batch in which this many parameter updates are reached
+    (default: run all epochs)."""
+    optimizer: str = "adam"
+    """adam, adamw or sgd."""
+    lr: float = 2e-3
+    """Learning rate."""
+    weight_decay: float = 0.0
+    """Weight decay of the optimizer."""
+    clip_norm: float | None = 1.0
+    """Clip the gradient's global norm to this (unset: no clipping)."""
+    max_skips: int = 5
+    """Updates skipped in a row (non-finite loss or gradient) after which the run rolls
+    back to its last checkpoint and lowers the learning rate."""
+    rollback_lr_factor: float = 0.5
+    """Multiplies the learning rate at each rollback (between 0 and 1)."""
+    max_rollbacks: int = 3
+    """Rollbacks after which a run that still diverges stops with an error."""
+    schedule: str = "constant"
+    """Learning-rate schedule: constant, or cosine decay to zero over the run."""
+    eval_every: int = 0
+    """Updates between evaluations on the validation streams (0: after each epoch)."""
+    patience: int | None = None
+    """Stop after this many evaluations without a better validation loss."""
+    log_every: int = 50
+    """Updates between training log records."""
+    checkpoint_every: int = 200
+    """Updates between checkpoints (one is also written at the end and on a stop)."""
+    seed: int = 0
+    """Seeds dropout and every other random draw of training."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N (under torchrun, cuda is each process's own GPU)."""
+    precision: str = "32"
+    """32 (float32), bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a
+    grad scaler); parameters and optimizer state stay float32."""
+    compile: bool = False
+    """Run the training forward passes through torch.compile (the first windows
+    compile, which takes a while)."""
+
+    def __post_init__(self) -> None:
+        check_truncation(self.k1, self.k2)
+        segment = self.checkpoint_segment
+        if segment is not None and (segment < 1 or not self.checkpoint_activations):
+            raise TBPTTError(
+                f"checkpoint_segment={segment} needs checkpoint_activations on and >= 1 steps"
+            )
+        if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
+            raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
+        if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
+            raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
+        if not 0 < self.advise_tolerance <= 1:
+            raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
+        if self.precision not in PRECISIONS:
+            raise TBPTTError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
+            if getattr(self, name) < 1:
+                raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_windows", "patience", "advise_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
+        if self.eval_every < 0 or self.max_rollbacks < 0:
+            raise TBPTTError("eval_every and max_rollbacks must be >= 0")
+        if not 0 < self.lr < math.inf:
+            raise TBPTTError(f"lr must be finite and > 0, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
+            raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
+        if not 0 < self.rollback_lr_factor < 1:
+            raise TBPTTError(
+                f"rollback_lr_factor must lie strictly between 0 and 1, "
+                f"got {self.rollback_lr_factor}"
+            )
+        parse_device(self.device)
+        if self.optimizer not in OPTIMIZERS:
+            raise TBPTTError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise TBPTTError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+
+    def batch_steps(self, whole: int) -> int:
+        """Steps per training batch: one window (k1), several with randomised
+        truncation, ``whole`` (the data's length per stream) for full BPTT."""
+        if self.k1 is None:
+            return whole
+        return self.k1 * RANDOM_BATCH_WINDOWS if self.k1_std is not None else self.k1
+
+    def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
+        """The engine for these settings."""
+        k1: Stride = self.k1
+        if self.k1_std is not None and self.k1 is not None:
+            k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)
+        checkpoint = self.checkpoint_segment or self.checkpoint_activations
+        return Runner(model, loss_fn, k1, self.k2, checkpoint=checkpoint)
