@@ -36,6 +36,7 @@ from harness import machine, write_json
 import tbptt
 from tbptt import diagnostics
 from tbptt.data import tasks
+from tbptt.demo import train_batch
 from tbptt.memory import SavedTensors
 from tbptt.rundata import task_streams
 
@@ -53,21 +54,11 @@ def recall(count: int, seed: int) -> tasks.TaskData:
 
 
 def train_pass(model, optimizer, data, k, epoch, meter) -> int:
-    """One pass over ``data`` under TBPTT(k, k); returns the updates made."""
+    """One pass over ``data`` under TBPTT(k, k), as ``tbptt demo`` trains; returns the
+    updates made."""
     streams = task_streams(data, BATCH, STEPS, allow_short=False)
     runner = tbptt.Runner(model, tbptt.losses.cross_entropy, k)
-    updates = 0
-    for batch in streams.batches(epoch):
-        for window in runner.windows(
-            batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        ):
-            optimizer.zero_grad(set_to_none=True)
-            window.loss.backward()
-            meter.release()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            updates += 1
-    return updates
+    return sum(train_batch(runner, optimizer, batch, meter) for batch in streams.batches(epoch))
 
 
 def choose(rule: str, model, sample) -> tuple[int, float]:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 import tbptt
 from tbptt.data import tasks
+from tbptt.data.streams import Batch
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
 from tbptt.memory import SavedTensors
@@ -108,16 +109,7 @@ def train(args: argparse.Namespace, k1: int | None, k2: int | None) -> Result:
     with meter, bar:
         for epoch in range(args.epochs):
             for batch in streams.batches(epoch):
-                batch = batch.to(device)
-                for window in runner.windows(
-                    batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-                ):
-                    optimizer.zero_grad(set_to_none=True)
-                    window.loss.backward()
-                    meter.release()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    updates += 1
+                updates += train_batch(runner, optimizer, batch.to(device), meter)
                 bar.update()
     seconds = time.perf_counter() - start
     test = tasks.delayed_recall(256, args.delay, steps=steps, symbols=SYMBOLS, seed=args.seed + 1)
@@ -132,6 +124,23 @@ def train(args: argparse.Namespace, k1: int | None, k2: int | None) -> Result:
         seconds,
         meter.peak_bytes / 2**20,
     )
+
+
+def train_batch(
+    runner: tbptt.Runner, optimizer: torch.optim.Optimizer, batch: Batch, meter: SavedTensors
+) -> int:
+    """One update per window of ``batch`` (on the runner's device), the gradient's norm
+    clipped to 1; ``meter`` starts counting afresh after each backward, so its peak is
+    one window's saved bytes. Returns the updates made."""
+    updates = 0
+    for window in runner.windows(batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask):
+        optimizer.zero_grad(set_to_none=True)
+        window.loss.backward()
+        meter.release()
+        torch.nn.utils.clip_grad_norm_(runner.model.parameters(), 1.0)
+        optimizer.step()
+        updates += 1
+    return updates
 
 
 def table(results: list[Result], delay: int) -> str:
