@@ -170,15 +170,10 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(args, arm, seed, out) for seed in range(args.seeds) for arm in ARMS]
-    print(f"{len(jobs)} training runs, {args.jobs} at a time, {args.threads} thread(s) each")
-    start = time.perf_counter()
-    runs = []
-    with ThreadPool(args.jobs) as pool:  # each job is a subprocess
+def run_all(jobs: list[tuple[argparse.Namespace, str, int, Path]], at_once: int) -> list[dict]:
+    """Every run, ``at_once`` at a time, each reported as it ends."""
+    runs: list[dict[str, Any]] = []
+    with ThreadPool(at_once) as pool:  # each job is a subprocess
         for run in pool.imap_unordered(train_one, jobs):
             runs.append(run)
             print(
@@ -186,6 +181,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run['best_loss']:.4f} in {run['updates']} updates, {run['seconds']:.0f} s",
                 flush=True,
             )
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(args, arm, seed, out) for seed in range(args.seeds) for arm in ARMS]
+    print(f"{len(jobs)} training runs, {args.jobs} at a time, {args.threads} thread(s) each")
+    start = time.perf_counter()
+    try:
+        runs = run_all(jobs, args.jobs)
+    except subprocess.CalledProcessError as error:
+        print(f"a training run failed (its error is above): {' '.join(error.cmd[1:])}")
+        return 2
     total = time.perf_counter() - start
     rows, differences = summarize(runs), paired_differences(runs)
     print(table(rows, differences))

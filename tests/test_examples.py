@@ -1,0 +1,76 @@
+"""The reproduction examples run end to end on tiny settings and write what they promise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    script = ROOT / "examples" / name / "run.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_long_time_lags_reports_every_arm_beside_the_papers_rows(tmp_path):
+    done = run_example(
+        "long_time_lags",
+        *("--seeds", "1", "--max-sequences", "64", "--jobs", "1", "--out", str(tmp_path)),
+        *("--reber-arms", "lstm:full", "elman:1", "--order-arms", "lstm-default:5"),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    arms = {(r["task"], r["cell"], r["k_label"]) for r in report["runs"]}
+    assert arms == {
+        ("reber", "lstm", "full"),
+        ("reber", "elman", "1"),
+        ("order", "lstm-default", "5"),
+    }
+    assert all(r["sequences"] == 64 and not r["solved"] for r in report["runs"])  # too few
+    table = (tmp_path / "table.md").read_text()
+    assert "H&S 1997: Elman net, 15 units" in table and "tbptt: elman, TBPTT(1, 1)" in table
+    assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_long_time_lags_refuses_an_unknown_network(tmp_path):
+    done = run_example("long_time_lags", "--reber-arms", "gru:full", "--out", str(tmp_path))
+    assert done.returncode != 0 and "NETWORK one of lstm, lstm-default, elman" in done.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_randomised_truncation_pairs_the_arms_by_seed(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 300)
+    done = run_example(
+        "randomised_truncation",
+        *("--text", str(text), "--hidden-size", "8", "--epochs", "1", "--k", "10"),
+        *("--std", "2", "--eval-every", "5", "--seeds", "1", "--jobs", "2"),
+        *("--out", str(tmp_path / "out")),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    by_arm = {r["arm"]: r for r in report["runs"]}
+    assert set(by_arm) == {"fixed", "random"}
+    assert by_arm["random"]["updates"] != by_arm["fixed"]["updates"]  # drawn lengths
+    difference = by_arm["random"]["best_loss"] - by_arm["fixed"]["best_loss"]
+    assert report["random_minus_fixed"] == [difference]
+    assert "--k1-std" in report["commands"]["random"]
+    assert "--k1-std" not in report["commands"]["fixed"]
+
+
+def test_randomised_truncation_stops_with_the_failed_command(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("too short for 32 streams of 8 windows\n")
+    done = run_example("randomised_truncation", "--text", str(text), "--out", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout
+    assert "a training run failed" in done.stdout and "shorter than one window" in done.stderr
+
+
+def test_randomised_truncation_needs_the_text(tmp_path):
+    done = run_example("randomised_truncation", "--text", str(tmp_path / "missing.txt"))
+    assert done.returncode == 2 and "no such file" in done.stderr
