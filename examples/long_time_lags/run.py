@@ -191,7 +191,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-REBER_ARMS = ["lstm:full", "lstm:5", "lstm:1", "lstm-default:full", "elman:full", "elman:1"]
+REBER_ARMS = ["lstm:full", "lstm:5", "lstm-default:full", "elman:full", "elman:1"]
 ORDER_ARMS = ["lstm:full", "lstm:50", "lstm:10", "lstm-default:full", "elman:full"]
 """NETWORK:K, K a truncation length or "full" (k = 1: Elman's 1990 procedure)."""
 
