@@ -231,10 +231,10 @@ def make_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def order_of_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs sorted by task, then arm as listed in the defaults, then seed."""
-    arms = REBER_ARMS + ORDER_ARMS
+    """Runs sorted by task, then arm as listed in the task's defaults, then seed."""
 
-    def key(r: dict[str, Any]) -> tuple[str, int, str, int]:
+    def key(r: dict[str, Any]) -> tuple[bool, int, str, int]:
+        arms = REBER_ARMS if r["task"] == "reber" else ORDER_ARMS
         arm = f"{r['cell']}:{r['k_label']}"
         return r["task"] != "reber", arms.index(arm) if arm in arms else len(arms), arm, r["seed"]
 
