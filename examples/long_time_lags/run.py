@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from multiprocessing import Pool
@@ -43,6 +41,7 @@ from torch import Tensor
 
 import tbptt
 from tbptt.data import tasks
+from tbptt.devices import machine
 from tbptt.rundata import multi_label_loss
 
 BATCH_SIZE, LEARNING_RATE = 16, 1e-2
@@ -348,12 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(args)
         | {"batch_size": BATCH_SIZE, "hidden": HIDDEN}
         | {"order_length": ORDER_LENGTH, "order_test": ORDER_TEST, "reber_strings": REBER_STRINGS},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "wall_seconds": total,
         "summary": rows,
         "runs": runs,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
-import torch
+from tbptt.devices import machine
 
 ARMS = ("fixed", "random")
 
@@ -203,12 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "settings": {k: v for k, v in vars(args).items()} | {"batch_size": 32},
         "commands": {arm: command(args, arm, 0, out / f"{arm}_seed0")[1:] for arm in ARMS},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "wall_seconds": total,
         "summary": rows,
         "random_minus_fixed": differences,

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import time
 from multiprocessing import Pool
@@ -40,6 +38,7 @@ import torch
 
 import tbptt
 from tbptt.data import tasks
+from tbptt.devices import machine
 from tbptt.memory import SavedTensors
 from tbptt.rundata import task_streams
 
@@ -266,12 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         | {"copy_length": COPY_LENGTH, "symbols": SYMBOLS}
         | {"test_sequences": TEST_SEQUENCES, "threads_per_process": 1}
         | {"forget_bias": FORGET_BIAS},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "wall_seconds": total,
         "summary": rows,
         "runs": runs,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from tqdm import tqdm
 import tbptt
 from tbptt.data import tasks
 from tbptt.data.streams import Batch
+from tbptt.devices import machine
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
 from tbptt.memory import SavedTensors
@@ -223,11 +223,7 @@ def main(argv: Sequence[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "settings": {**vars(args), "steps": steps, "symbols": SYMBOLS},
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine(args.device),
         "results": [asdict(result) for result in results],
     }
     with atomic_write(out / "results.json") as file:

@@ -1,9 +1,18 @@
-"""Device names checked once, so a typo or a missing GPU is a one-line error."""
+"""Device names checked once, so a typo or a missing GPU is a one-line error; and
+what a machine is, for the record every benchmark and example writes."""
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
 import torch
 
+import tbptt
 from tbptt.errors import TBPTTError
 
 FIX = "use cpu, cuda or cuda:N"
@@ -36,3 +45,39 @@ def device_of(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise TBPTTError(f"device {name!r}: this machine has no MPS device; use cpu")
     return device
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What results were measured on: hardware, software versions, thread counts, the
+    date (and the GPU, CUDA and cuDNN for a CUDA ``device``)."""
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "tbptt": tbptt.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "device": str(device),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
