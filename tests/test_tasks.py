@@ -180,6 +180,9 @@ def test_temporal_order_metrics_perfect_chance_and_the_papers_0_3_criterion():
     confident = 10 * F.one_hot(data.targets, 4).float()
     assert tasks.temporal_order_accuracy(confident, data) == 1.0
     assert tasks.temporal_order_solved(confident, data)
+    mixed = confident.clone()
+    mixed[:, :7] /= 10  # the first 7 sequences right by the largest output only
+    assert tasks.temporal_order_correct(mixed, data).tolist() == [False] * 7 + [True] * 1993
     unsure = confident / 10  # right class, but probability 0.475 misses it by > 0.3
     assert tasks.temporal_order_accuracy(unsure, data) == 1.0
     assert not tasks.temporal_order_solved(unsure, data)

@@ -96,13 +96,6 @@ def columns(data: tasks.TaskData, index: Tensor) -> tasks.TaskData:
     )
 
 
-def order_correct(outputs: Tensor, data: tasks.TaskData) -> Tensor:
-    """``(N,)`` bool: every class probability at the last step within 0.3 of one-hot."""
-    probabilities = outputs[-1].softmax(-1)
-    one_hot = torch.nn.functional.one_hot(data.targets[-1], probabilities.shape[-1])
-    return ((probabilities - one_hot).abs() < 0.3).all(-1)
-
-
 class Task:
     """Batches, loss and success test of one task for one seed."""
 
@@ -131,7 +124,7 @@ class Task:
         long-lag accuracy: the order's largest output, or the final T/P of Reber)."""
         outputs, _ = model(self.test.inputs)
         if self.name == "order":
-            right = order_correct(outputs, self.test)
+            right = tasks.temporal_order_correct(outputs, self.test)
             accuracy = tasks.temporal_order_accuracy(outputs, self.test)
             return int((~right).sum()) <= 3, float(right.float().mean()), accuracy
         test = tasks.reber_accuracy(outputs, self.test)

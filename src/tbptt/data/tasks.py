@@ -229,7 +229,8 @@ def temporal_order(num_sequences: int, length: int, *, seed: int) -> TaskData:
 
     Success: H&S count a sequence correct when every output unit's absolute error at
     the end is below 0.3, and report errors on 2560 test sequences (at most 3 wrong);
-    see :func:`temporal_order_solved` and :func:`temporal_order_accuracy` (chance 1/4).
+    see :func:`temporal_order_correct`, :func:`temporal_order_solved` and
+    :func:`temporal_order_accuracy` (chance 1/4).
 
     Returns ``inputs, targets: (length, N)`` int64; 8 input tokens, 4 classes.
     """
@@ -257,13 +258,19 @@ def temporal_order_accuracy(outputs: Tensor, data: TaskData) -> float:
     return float((outputs.argmax(-1) == data.targets)[data.mask].float().mean())
 
 
-def temporal_order_solved(outputs: Tensor, data: TaskData, *, max_error: float = 0.3) -> bool:
-    """H&S's criterion on the softmax of ``outputs: (T, N, 4)`` logits: in every sequence,
-    each class probability is within ``max_error`` of the one-hot target."""
+def temporal_order_correct(outputs: Tensor, data: TaskData, *, max_error: float = 0.3) -> Tensor:
+    """``(N,)`` bool, H&S's criterion per sequence on the softmax of ``outputs: (T, N, 4)``
+    logits: each class probability at the last step is within ``max_error`` of the
+    one-hot target."""
     outputs = _check_outputs(outputs, data, _classes(data))
     probabilities = outputs.softmax(-1)[data.mask]
     one_hot = torch.nn.functional.one_hot(data.targets[data.mask], probabilities.shape[-1])
-    return bool(((probabilities - one_hot).abs() < max_error).all())
+    return ((probabilities - one_hot).abs() < max_error).all(-1)
+
+
+def temporal_order_solved(outputs: Tensor, data: TaskData, *, max_error: float = 0.3) -> bool:
+    """H&S's criterion met in every sequence (see :func:`temporal_order_correct`)."""
+    return bool(temporal_order_correct(outputs, data, max_error=max_error).all())
 
 
 # Embedded Reber grammar.
