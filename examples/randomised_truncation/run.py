@@ -32,6 +32,7 @@ from typing import Any
 from tbptt.devices import machine
 
 ARMS = ("fixed", "random")
+BATCH_SIZE = 32
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def command(args: argparse.Namespace, arm: str, seed: int, run_dir: Path) -> list[str]:
     """The ``tbptt train`` command line of one run."""
     line = [sys.executable, "-m", "tbptt", "train", "--text", args.text]
-    line += ["--validation-fraction", "0.1", "--batch-size", "32", "--k1", str(args.k)]
+    line += ["--validation-fraction", "0.1", "--batch-size", str(BATCH_SIZE), "--k1", str(args.k)]
     line += ["--hidden-size", str(args.hidden_size), "--num-layers", str(args.num_layers)]
     line += ["--dropout", str(args.dropout), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     line += ["--schedule", "cosine", "--eval-every", str(args.eval_every), "--seed", str(seed)]
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, differences))
     print(f"total wall time {total:.0f} s")
     report = {
-        "settings": {k: v for k, v in vars(args).items()} | {"batch_size": 32},
+        "settings": vars(args) | {"batch_size": BATCH_SIZE},
         "commands": {arm: command(args, arm, 0, out / f"{arm}_seed0")[1:] for arm in ARMS},
         "machine": machine(),
         "wall_seconds": total,
