@@ -17,7 +17,7 @@ number of passes train under four rules for the truncation TBPTT(k, k):
 
 Measured per run: recall accuracy on fresh sequences after every pass, training
 time, the time spent advising, and the peak activation memory of one window (the
-bytes autograd saved, counted exactly by ``tbptt.memory.SavedTensors``), per pass
+bytes autograd saved, counted exactly by ``tbptt.engine.memory.SavedTensors``), per pass
 and overall, and the k each rule picks before any training. Results go
 to ``benchmarks/results/advised_k.json``; ``docs/diagnostics.md`` has the table.
 
@@ -35,10 +35,10 @@ from harness import machine, write_json
 
 import tbptt
 from tbptt import diagnostics
+from tbptt.cli.demo import train_batch
+from tbptt.cli.rundata import task_streams
 from tbptt.data import tasks
-from tbptt.demo import train_batch
-from tbptt.memory import SavedTensors
-from tbptt.rundata import task_streams
+from tbptt.engine.memory import SavedTensors
 
 DELAY, STEPS, SYMBOLS = 8, 200, 4
 SEQUENCES, BATCH, HIDDEN, LR, EPOCHS, START_K = 128, 32, 32, 1e-2, 12, 64

@@ -183,7 +183,7 @@ class LightningLoop(Loop):
         self.optimizer.zero_grad()
         output["loss"].backward()
         self.optimizer.step()
-        self.hiddens = tbptt.state.detach(output["hiddens"])
+        self.hiddens = tbptt.engine.state.detach(output["hiddens"])
         return output["loss"]
 
 

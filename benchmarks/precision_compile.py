@@ -32,7 +32,7 @@ from harness import interleaved, machine, median, quartiles, steal_seconds, writ
 
 import tbptt
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training.trainer import TrainConfig, Trainer
 
 VARIANTS = {
     "fp32": {},

@@ -7,7 +7,7 @@ calls and optimizer steps. This script trains one LSTM (hidden 256, batch 32, 65
 tokens, SGD) with ``tbptt.Runner`` over chunks of T steps for several (k1, k2),
 interleaved, and reports the time per loss step, its ratio to TBPTT(k2, k2) with the
 same k2, and the ratio the step count predicts (steps run / loss steps, counted from
-``tbptt.windows.spans`` with the history carried between chunks).
+``tbptt.engine.windows.spans`` with the history carried between chunks).
 
     python benchmarks/truncation_cost.py            # ~1.5 min on a 2-core CPU
     python benchmarks/truncation_cost.py --quick    # ~10 s smoke run
@@ -23,7 +23,7 @@ import harness
 import torch
 
 import tbptt
-from tbptt.windows import spans
+from tbptt.engine.windows import spans
 
 PAIRS = {  # k2: the k1 values measured with it (k1 = k2 is the reference)
     64: (64, 32, 16, 8, 4),

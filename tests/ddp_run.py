@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 import tbptt
-from tbptt import distributed
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training import distributed
+from tbptt.training.trainer import TrainConfig, Trainer
 
 WINDOWS = 14
 """Updates of a whole run: one epoch of 10 and part of the next."""

@@ -15,7 +15,7 @@ import torch
 
 import tbptt
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training.trainer import TrainConfig, Trainer
 
 WINDOWS = 40
 

@@ -33,7 +33,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import tbptt
 from tbptt.data import tasks
-from tbptt.engine import masked_mean
+from tbptt.engine.runner import masked_mean
 
 DELAY, SYMBOLS, HIDDEN, SEQUENCES = 3, 4, 8, 64
 

@@ -40,9 +40,9 @@ import torch
 from torch import Tensor
 
 import tbptt
+from tbptt.cli.rundata import multi_label_loss
 from tbptt.data import tasks
 from tbptt.devices import machine
-from tbptt.rundata import multi_label_loss
 
 BATCH_SIZE, LEARNING_RATE = 16, 1e-2
 ORDER_LENGTH, ORDER_TEST = 100, 2560

@@ -4,7 +4,7 @@ Trains one small LSTM per (task, L, k, seed) on the copying memory problem and t
 adding problem (``tbptt.data.tasks``), with the dependency length L and the truncation
 k varied independently, then measures each on fresh sequences: copy accuracy on the
 copied symbols (chance 1/4) or adding MSE (0.167 for always predicting 1), wall time,
-parameter updates and activation memory (``tbptt.memory.SavedTensors`` peak bytes).
+parameter updates and activation memory (``tbptt.engine.memory.SavedTensors`` peak bytes).
 
 - copy: ``COPY_LENGTH`` symbols, then blanks and a go marker placed so that every
   symbol is recalled exactly L steps after it was seen (delay = L - COPY_LENGTH - 1);
@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 import tbptt
+from tbptt.cli.rundata import task_streams
 from tbptt.data import tasks
 from tbptt.devices import machine
-from tbptt.memory import SavedTensors
-from tbptt.rundata import task_streams
+from tbptt.engine.memory import SavedTensors
 
 HIDDEN_SIZE, BATCH_SIZE, LEARNING_RATE = 64, 16, 1e-2
 COPY_LENGTH, SYMBOLS = 3, 4

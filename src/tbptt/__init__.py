@@ -10,10 +10,8 @@ for Elman networks).
 from importlib.metadata import PackageNotFoundError, version
 
 from tbptt import data, losses, models
-from tbptt.engine import Runner, Window, gradients, unroll
+from tbptt.engine import RandomTruncation, Runner, Window, detach, gradients, unroll
 from tbptt.errors import TBPTTError
-from tbptt.state import detach
-from tbptt.windows import RandomTruncation
 
 try:
     __version__ = version("tbptt")

@@ -2,6 +2,6 @@
 
 import sys
 
-from tbptt.cli import main
+from tbptt.cli.main import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tbptt.cli import main
+from tbptt.cli.main import main
 
 
 def exit_code(argv):

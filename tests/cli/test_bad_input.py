@@ -24,9 +24,9 @@ import pytest
 import torch
 
 import tbptt
-from tbptt import checkpoint
-from tbptt.cli import main
+from tbptt.cli.main import main
 from tbptt.data import Vocabulary
+from tbptt.training import checkpoints
 
 SMALL = ["--hidden-size", "8", "--num-layers", "1", "--k1", "8", "--batch-size", "4"]
 NEW = [*SMALL, "--max-windows", "2", "--quiet", "--run-dir", "new"]
@@ -81,15 +81,15 @@ def write_checkpoints(root: Path) -> None:
     (root / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     torch.save({"format": "tbptt-checkpoint", "version": 1, "x": Exploit()}, root / "evil.pt")
     torch.save({"weight": torch.zeros(2)}, root / "foreign.pt")
-    payload = checkpoint.load(good)
-    checkpoint.save(root / "future.pt", {**payload, "version": 99})
-    checkpoint.save(root / "library.pt", {"model": payload["model"]})
+    payload = checkpoints.load(good)
+    checkpoints.save(root / "future.pt", {**payload, "version": 99})
+    checkpoints.save(root / "library.pt", {"model": payload["model"]})
     config = payload["extra"]["config"]
     train = {**config["train"], "max_windows": 6}  # unfinished, so a resume tries it
     wider = {**config, "model": {**config["model"], "hidden_size": 16}, "train": train}
     other = {**payload, "extra": {**payload["extra"], "config": wider}}
     (root / "mismatch" / "checkpoints").mkdir(parents=True)
-    checkpoint.save(root / "mismatch" / "checkpoints" / "latest.pt", other)
+    checkpoints.save(root / "mismatch" / "checkpoints" / "latest.pt", other)
     (root / "notrun").mkdir()
     (root / "notrun" / "notes.txt").write_text("not a run")
 
@@ -377,11 +377,11 @@ def full_disk_write(path):
         yield HalfWritten(file)
 
 
-real_atomic_write = checkpoint.atomic_write
+real_atomic_write = checkpoints.atomic_write
 
 
 def test_a_full_disk_at_the_first_checkpoint_leaves_no_run(world, monkeypatch, capsys):
-    monkeypatch.setattr(checkpoint, "atomic_write", full_disk_write)
+    monkeypatch.setattr(checkpoints, "atomic_write", full_disk_write)
     monkeypatch.chdir(world)
     assert_refused(
         ["train", "--text", "corpus.txt", *NEW],
@@ -398,7 +398,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_resume(
     shutil.copytree(world / "runs" / "text", run_dir)
     latest = run_dir / "checkpoints" / "latest.pt"
     before = latest.read_bytes()
-    monkeypatch.setattr(checkpoint, "atomic_write", full_disk_write)
+    monkeypatch.setattr(checkpoints, "atomic_write", full_disk_write)
     code, err = run_cli(["train", "--resume", str(run_dir), "--max-windows", "6"], capsys)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "No space left on device" in err and f"tbptt train --resume {run_dir}" in err
@@ -407,7 +407,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_resume(
     monkeypatch.undo()  # space freed: the run goes on from its last checkpoint
     code, err = run_cli(["train", "--resume", str(run_dir), "--max-windows=6", "--quiet"], capsys)
     assert code == 0, err
-    assert checkpoint.load(latest)["position"]["window"] == 6
+    assert checkpoints.load(latest)["position"]["window"] == 6
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import tbptt
-from tbptt import checkpoint
-from tbptt.cli import Output, main
+from tbptt.cli.main import main
+from tbptt.cli.output import Output
 from tbptt.data import Vocabulary, write_tokens
+from tbptt.training import checkpoints
 
 TINY_MODEL = ["--hidden-size", "12", "--num-layers", "1", "--quiet"]
 
@@ -157,7 +158,7 @@ def test_generate_reads_the_prompt_and_samples_from_the_vocabulary(tmp_path, tex
 
 
 def trained_parameters(run_dir):
-    return checkpoint.load(run_dir / "checkpoints" / "latest.pt")["model"]
+    return checkpoints.load(run_dir / "checkpoints" / "latest.pt")["model"]
 
 
 def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(tmp_path, text_file):

@@ -12,7 +12,7 @@ from torch import nn
 from tbptt import TBPTTError, diagnostics, losses, models
 from tbptt.data import Streams, tasks
 from tbptt.diagnostics.flow import default_ends
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training.trainer import TrainConfig, Trainer
 from tests import naive
 from tests.models_for_tests import DictStateCell
 

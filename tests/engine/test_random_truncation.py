@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 import tbptt
 from tbptt import RandomTruncation, TBPTTError, losses
-from tbptt.windows import spans
+from tbptt.engine.windows import spans
 from tests import naive
-from tests.test_engine import assert_gradients_equal, make_data, make_model
+from tests.engine.test_runner import assert_gradients_equal, make_data, make_model
 
 
 def draws(truncation: RandomTruncation, count: int) -> list[int]:

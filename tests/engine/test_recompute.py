@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tbptt
-from tbptt import checkpointing, losses, models
+from tbptt import losses, models
+from tbptt.engine import recompute
 from tests import naive
+from tests.engine.test_runner import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
 from tests.live_memory import PeakLiveBytes
-from tests.test_engine import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
 
 
 def assert_close(actual, expected):
@@ -84,22 +85,24 @@ def test_checkpointed_runner_over_chunks_equals_the_plain_one(kind, k1, k2, chun
             ):
                 torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
         for got_state, want_state in zip(
-            tbptt.state.leaves(checkpointed.state), tbptt.state.leaves(plain.state), strict=True
+            tbptt.engine.state.leaves(checkpointed.state),
+            tbptt.engine.state.leaves(plain.state),
+            strict=True,
         ):
             assert not got_state.requires_grad
             torch.testing.assert_close(got_state, want_state, rtol=1e-12, atol=0)
 
 
 def test_a_memory_budget_picks_the_longest_segments_that_fit():
-    assert checkpointing.budget_segment(100, 10**9, 10.0, 1) == 100  # everything fits
+    assert recompute.budget_segment(100, 10**9, 10.0, 1) == 100  # everything fits
     # 100 steps, 40 bytes a step, 100 a state: S = 25 needs 4 * 100 + 25 * 40 = 1400,
     # S = 26 needs 4 * 100 + 26 * 40 = 1440; below 1400, S = 22 (5 * 100 + 22 * 40)
-    assert checkpointing.budget_segment(100, 1400, 40.0, 100) == 25
-    assert checkpointing.budget_segment(100, 1399, 40.0, 100) == 22
+    assert recompute.budget_segment(100, 1400, 40.0, 100) == 25
+    assert recompute.budget_segment(100, 1399, 40.0, 100) == 22
     # the least any S needs is 1280 (S = 17: 6 * 100 + 17 * 40)
-    assert checkpointing.budget_segment(100, 1280, 40.0, 100) == 17
+    assert recompute.budget_segment(100, 1280, 40.0, 100) == 17
     with pytest.raises(tbptt.TBPTTError, match=r"below the 1280 .* \(17-step segments") as error:
-        checkpointing.budget_segment(100, 1279, 40.0, 100)
+        recompute.budget_segment(100, 1279, 40.0, 100)
     assert "\n" not in str(error.value)
 
 
@@ -114,7 +117,7 @@ def test_the_probe_counts_saved_bytes_per_step_and_the_state():
 
     inputs = torch.randn(40, 2, 3, dtype=torch.float64)
     state = torch.zeros(2, 5, dtype=torch.float64)
-    step_bytes, state_bytes = checkpointing.probe(run, inputs, 30, state, [weight])
+    step_bytes, state_bytes = recompute.probe(run, inputs, 30, state, [weight])
     assert (step_bytes, state_bytes) == ((2 * 3 + 2 * 5) * 8, 2 * 5 * 8)
 
 
@@ -128,19 +131,19 @@ def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkey
         end = start + piece.shape[0]
         return torch.where(mask[start:end], losses.mse(outputs, targets[start:end]), 0).sum(), state
 
-    last = 24 - checkpointing.PROBE_STEPS
-    step_bytes, state_bytes = checkpointing.probe(run, inputs, last, None, model.parameters())
+    last = 24 - recompute.PROBE_STEPS
+    step_bytes, state_bytes = recompute.probe(run, inputs, last, None, model.parameters())
     assert step_bytes > 0 and state_bytes == 2 * 2 * HIDDEN * 8  # (B, layers, hidden) float64
     budget = int(6 * state_bytes + 4 * step_bytes)  # 4-step segments fit, 5-step ones not
-    assert checkpointing.budget_segment(24, budget, step_bytes, state_bytes) == 4
+    assert recompute.budget_segment(24, budget, step_bytes, state_bytes) == 4
     segments = []
-    real = checkpointing.torch_checkpoint
+    real = recompute.torch_checkpoint
 
     def counting(fn, piece, *args, **kwargs):
         segments.append(piece.shape[0])
         return real(fn, piece, *args, **kwargs)
 
-    monkeypatch.setattr(checkpointing, "torch_checkpoint", counting)
+    monkeypatch.setattr(recompute, "torch_checkpoint", counting)
     actual = tbptt.gradients(
         model, inputs, targets, losses.mse, None, mask=mask, memory_budget=budget
     )
@@ -197,7 +200,7 @@ def test_without_replayed_random_state_the_gradient_would_differ(monkeypatch):
     expected = segmented_gradients(model, inputs, targets, 4)
     careless = functools.partial(torch.utils.checkpoint.checkpoint, preserve_rng_state=False)
     monkeypatch.setattr(
-        checkpointing,
+        recompute,
         "torch_checkpoint",
         lambda *args, preserve_rng_state, **kwargs: careless(*args, **kwargs),
     )

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tbptt
 from tbptt import losses, models, reference
-from tbptt.windows import spans
+from tbptt.engine.windows import spans
 
 
 @settings(max_examples=60)

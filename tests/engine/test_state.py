@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from tbptt import TBPTTError
-from tbptt.state import check_batch_size, detach, leaves, map_state, reset_streams, zeros_like
+from tbptt.engine.state import (
+    check_batch_size,
+    detach,
+    leaves,
+    map_state,
+    reset_streams,
+    zeros_like,
+)
 
 Pair = namedtuple("Pair", ["h", "c"])
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tbptt import TBPTTError
-from tbptt.windows import Span, check_truncation, spans
+from tbptt.engine.windows import Span, check_truncation, spans
 
 
 def test_overlapping_windows_worked_by_hand():

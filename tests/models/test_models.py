@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tbptt import TBPTTError, models, unroll
+from tbptt.engine.state import leaves
 from tbptt.models import recurrent
-from tbptt.state import leaves
 
 CELLS = ["elman", "lstm", "gru"]
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import distributed as dist
 
-from tbptt import TBPTTError, distributed
+from tbptt import TBPTTError
 from tbptt.data import Streams
+from tbptt.training import distributed
 from tests.ddp_run import STREAMS, WINDOWS, make_streams, make_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shards_side_by_side_are_the_global_batches():

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import tbptt
-from tbptt import TBPTTError, checkpoint
+from tbptt import TBPTTError
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training import checkpoints
+from tbptt.training.trainer import TrainConfig, Trainer
 
 STEPS, BATCH = 4, 2
 
@@ -122,7 +123,7 @@ def test_a_run_that_cannot_recover_stops_with_a_clear_error(tmp_path):
     assert trainer.rollbacks == 3 and len(records(tmp_path, "rollback")) == 3
     lrs = [r["lr"] for r in records(tmp_path, "rollback")]
     assert lrs == pytest.approx([5e-3, 2.5e-3, 1.25e-3])
-    last_good = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
+    last_good = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
     assert last_good["position"]["window"] == 4  # nothing after the divergence was saved
     for name, value in last_good["model"].items():  # the model is back at it, too
         assert torch.equal(trainer.model.state_dict()[name], value), name

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tbptt import checkpoint
+from tbptt.training import checkpoints
 from tests.resumable_run import WINDOWS, make_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = 10
 
 
@@ -46,7 +46,7 @@ def finish_in_process(run_dir: Path) -> dict:
     trainer = make_trainer(run_dir)
     latest = run_dir / "checkpoints" / "latest.pt"
     if latest.exists():
-        assert checkpoint.load(latest)["position"]["window"] <= WINDOWS  # whole, loadable
+        assert checkpoints.load(latest)["position"]["window"] <= WINDOWS  # whole, loadable
         trainer.resume(latest)
     trainer.fit()
     assert trainer.window == WINDOWS

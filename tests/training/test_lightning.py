@@ -8,10 +8,10 @@ import torch
 
 import tbptt
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training.trainer import TrainConfig, Trainer
 
 lightning = pytest.importorskip("lightning")
-tbptt_lightning = pytest.importorskip("tbptt.lightning")
+tbptt_lightning = pytest.importorskip("tbptt.training.lightning")
 
 
 def make_streams(seed: int, pairs: int) -> Streams:

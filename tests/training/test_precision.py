@@ -9,7 +9,7 @@ import torch
 import tbptt
 from tbptt import TBPTTError
 from tbptt.data import Streams
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.training.trainer import TrainConfig, Trainer
 
 
 def cycle_trainer(cell: str, run_dir=None, **settings) -> Trainer:

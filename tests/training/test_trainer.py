@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import tbptt
-from tbptt import TBPTTError, checkpoint
+from tbptt import TBPTTError
 from tbptt.data import Streams, tasks
-from tbptt.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
+from tbptt.training import checkpoints
+from tbptt.training.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
 from tests.resumable_run import WINDOWS, make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_checkpoints_refuse_damage_code_and_foreign_files(tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(TBPTTError, match="damaged or truncated"):
-        checkpoint.load(truncated)
+        checkpoints.load(truncated)
 
     class Exploit:
         def __reduce__(self):
@@ -128,15 +129,15 @@ def test_checkpoints_refuse_damage_code_and_foreign_files(tmp_path):
     malicious = tmp_path / "malicious.pt"
     torch.save({"format": "tbptt-checkpoint", "version": 1, "x": Exploit()}, malicious)
     with pytest.raises(TBPTTError, match="could run code"):
-        checkpoint.load(malicious)
+        checkpoints.load(malicious)
     assert not (tmp_path / "pwned").exists()
 
     foreign = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, foreign)
     with pytest.raises(TBPTTError, match="not a tbptt checkpoint"):
-        checkpoint.load(foreign)
+        checkpoints.load(foreign)
     with pytest.raises(TBPTTError, match="no such checkpoint"):
-        checkpoint.load(tmp_path / "missing.pt")
+        checkpoints.load(tmp_path / "missing.pt")
 
 
 def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monkeypatch):
@@ -156,7 +157,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt", "latest.pt"]  # no temp
     monkeypatch.undo()
-    assert checkpoint.load(path)["position"]["window"] == 3  # the previous one, whole
+    assert checkpoints.load(path)["position"]["window"] == 3  # the previous one, whole
 
 
 def test_patience_stops_a_run_that_no_longer_improves():

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from tbptt import diagnostics
-from tbptt.cli import Parser
-from tbptt.commands import evaluation_data, load_model
-from tbptt.config import EvalConfig
+from tbptt.cli.commands import evaluation_data, load_model
+from tbptt.cli.options import Parser
+from tbptt.cli.runconfig import EvalConfig
+from tbptt.cli.rundata import objective
 from tbptt.data import Batch, Streams
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
-from tbptt.rundata import objective
 
 
 def pair(text: str) -> tuple[int, int]:

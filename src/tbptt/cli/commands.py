@@ -2,7 +2,7 @@
 evaluate or sample. The command line (:mod:`tbptt.cli`) parses and prints; this
 module builds and runs, and raises ``TBPTTError`` for bad input.
 
-The data of a run is built by :mod:`tbptt.rundata`.
+The data of a run is built by :mod:`tbptt.cli.rundata`.
 
 Every checkpoint's ``extra`` holds what is needed to rebuild the model and read new
 data as in training: ``config`` (the resolved :class:`RunConfig`), ``sizes`` (the
@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tbptt import checkpoint, distributed
-from tbptt.config import (
+from tbptt.cli.runconfig import (
     PATH_FIELDS,
     SOURCES,
     EvalConfig,
@@ -31,13 +30,7 @@ from tbptt.config import (
     from_dict,
     to_dict,
 )
-from tbptt.data import Normalizer, Streams, read_csv, read_text
-from tbptt.data.tasks import TaskData
-from tbptt.devices import device_of
-from tbptt.errors import TBPTTError
-from tbptt.files import atomic_write, file_error
-from tbptt.models import RecurrentNetwork
-from tbptt.rundata import (
+from tbptt.cli.rundata import (
     EVAL_STEPS,
     RunData,
     Saved,
@@ -51,10 +44,17 @@ from tbptt.rundata import (
     task_metric,
     task_streams,
 )
-from tbptt.trainer import TrainConfig, Trainer
+from tbptt.data import Normalizer, Streams, read_csv, read_text
+from tbptt.data.tasks import TaskData
+from tbptt.devices import device_of
+from tbptt.errors import TBPTTError
+from tbptt.files import atomic_write, file_error
+from tbptt.models import RecurrentNetwork
+from tbptt.training import checkpoints, distributed
+from tbptt.training.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
-    from tbptt.cli import Output
+    from tbptt.cli.output import Output
 
 RESUMABLE = ("epochs", "max_windows", "patience", "log_every", "eval_every", "checkpoint_every")
 """Training options a resumed run may change: they stop, log or save, and do not
@@ -278,7 +278,7 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]
             problem = "is a folder but not a run directory (no checkpoints/best.pt or latest.pt)"
             raise file_error(path, "", problem, "give a run directory or a checkpoint file")
         path = best if best.exists() else latest
-    state = checkpoint.load(path)
+    state = checkpoints.load(path)
     saved = state.get("extra")
     if not (
         isinstance(saved, dict)

@@ -5,7 +5,7 @@ step, output the symbol seen ``delay`` steps earlier, in sequences 50 times long
 than that. The same network, data, optimizer and number of passes are trained under
 several truncations, and each is measured: recall accuracy on fresh sequences, wall
 time, parameter updates, and activation memory (the bytes autograd saved for one
-window's backward, counted exactly by :class:`tbptt.memory.SavedTensors`).
+window's backward, counted exactly by :class:`tbptt.engine.memory.SavedTensors`).
 
 What it shows, by the definition in ``semantics.md``: a loss step under TBPTT(k1, k2)
 sees between k2 - k1 and k2 - 1 steps of history, so when k2 <= delay no gradient
@@ -29,13 +29,13 @@ import torch
 from tqdm import tqdm
 
 import tbptt
+from tbptt.cli.rundata import task_streams
 from tbptt.data import tasks
 from tbptt.data.streams import Batch
 from tbptt.devices import machine
+from tbptt.engine.memory import SavedTensors
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
-from tbptt.memory import SavedTensors
-from tbptt.rundata import task_streams
 
 TRUNCATIONS: tuple[tuple[int | None, int | None], ...] = (
     (5, 5),

@@ -33,7 +33,7 @@ from tbptt.devices import parse_device
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
 from tbptt.models.recurrent import CELLS
-from tbptt.trainconfig import TrainConfig
+from tbptt.training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tbptt import losses
-from tbptt.config import DataConfig, RunConfig
+from tbptt.cli.runconfig import DataConfig, RunConfig
 from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, read_csv, read_text
 from tbptt.data.tasks import METRICS, TASKS, TaskData
 from tbptt.data.text import split

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from tbptt.diagnostics.bias import Bias, Truncated, truncation_bias
 from tbptt.diagnostics.flow import GradientFlow, gradient_flow
 from tbptt.engine import LossFn
+from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
-from tbptt.state import State
 
 
 @dataclass

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from tbptt.diagnostics.flow import cosine, flat, trainable
 from tbptt.engine import LossFn, Runner
-from tbptt.memory import SavedTensors
-from tbptt.state import State
+from tbptt.engine.memory import SavedTensors
+from tbptt.engine.state import State
 
 
 @dataclass

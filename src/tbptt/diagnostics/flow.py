@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tbptt import state as states
-from tbptt.engine import LossFn, check_chunk, unroll
+from tbptt.engine import LossFn, unroll
+from tbptt.engine import state as states
+from tbptt.engine.runner import check_chunk
+from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
-from tbptt.state import State
 
 
 @dataclass
@@ -80,9 +81,10 @@ class GradientFlow:
         as rho^d, dropping lags beyond d leaves a relative bias of rho^(d+1) (the
         geometric tail); the smallest d where that is at most ``sqrt(1 - tolerance^2)``,
         the relative error that guarantees cosine >= ``tolerance``. ``None`` when
-        rho >= 1 (no truncation is safe by this model)."""
+        rho >= 1 (no truncation is safe by this model), and when rho is 1 to within the
+        fit's rounding (``ROUNDING``), which would give a horizon of ~1e16 lags."""
         rho = self.decay_rate()
-        if not rho < 1.0:
+        if not rho < 1.0 - ROUNDING:
             return None
         if rho <= 0.0:
             return 0
@@ -90,6 +92,11 @@ class GradientFlow:
         if allowed <= 0.0:
             return None
         return max(math.ceil(math.log(allowed) / math.log(rho) - 1 - 1e-9), 0)
+
+
+ROUNDING = 1e-9
+"""How far from 1 a fitted rho may be and still count as 1: the least-squares fit of
+norms that hold exactly (an orthogonal recurrence) gives 1 - 1e-16 or 1 + 1e-16."""
 
 
 def geometric_fit(norms: Tensor, use: Tensor) -> tuple[float, float]:

@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
-from tbptt import state as states
+from tbptt.engine import state as states
+from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
-from tbptt.state import State
 
 SegmentFn = Callable[[Tensor, int, State], tuple[Tensor, State]]
 """``run(inputs: (S, B, ...), start, state) -> (loss_sum, state)`` for steps

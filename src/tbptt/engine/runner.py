@@ -1,14 +1,14 @@
 """The BPTT engine: exact full and truncated BPTT for any recurrent model.
 
 A model follows the protocol ``forward(inputs: (T, B, ...), state) -> (outputs: (T, B,
-...), state)`` with ``state=None`` meaning its initial state (see ``tbptt.state``). A
+...), state)`` with ``state=None`` meaning its initial state (see ``tbptt.engine.state``). A
 model whose ``forward`` also takes a ``resets: (T, B)`` keyword applies resets itself
 (the built-in models do, in one fused call); for any other model the engine splits
 the sequence at the steps where some stream resets and resets those streams' state
 between the pieces.
 
 With ``checkpoint=`` a window keeps only the states at segment boundaries and
-recomputes the rest in the backward pass (``tbptt.checkpointing``): the same
+recomputes the rest in the backward pass (``tbptt.engine.recompute``): the same
 gradient in a fraction of the memory.
 """
 
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tbptt import checkpointing
-from tbptt import state as states
+from tbptt.engine import recompute
+from tbptt.engine import state as states
+from tbptt.engine.state import State
+from tbptt.engine.windows import RandomTruncation, Span, Stride, check_truncation, overlap, spans
 from tbptt.errors import TBPTTError
-from tbptt.state import State
-from tbptt.windows import RandomTruncation, Span, Stride, check_truncation, overlap, spans
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(outputs, targets) -> (T, B)`` per-element losses."""
@@ -87,7 +87,7 @@ class Window:
     ``[loss_start, end)``; ``outputs`` are the model's outputs for those steps, or
     ``None`` for a checkpointed window (they are not kept: that is the point).
     ``lr_scale`` is the factor for this update's learning rate: loss steps over the
-    mean k1 with :class:`~tbptt.windows.RandomTruncation`, else 1.0.
+    mean k1 with :class:`~tbptt.engine.windows.RandomTruncation`, else 1.0.
     """
 
     loss: Tensor
@@ -129,7 +129,7 @@ class Runner:
     windows of the next chunk see their full history. Windows are laid out from the
     start of each chunk (chunks of a multiple of k1 steps give the windows of the
     whole stream). ``k1=None`` makes each chunk one window of full BPTT; a
-    :class:`~tbptt.windows.RandomTruncation` draws each window's k1.
+    :class:`~tbptt.engine.windows.RandomTruncation` draws each window's k1.
 
     ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
     a window of L steps, keeping only the states between them and recomputing the
@@ -161,7 +161,7 @@ class Runner:
         self.model, self.loss_fn = model, loss_fn
         self.k1, self.k2 = check_truncation(k1, k2)
         self.overlap = overlap(self.k1, self.k2)
-        self.checkpointing = checkpointing.check_checkpoint(checkpoint, memory_budget)
+        self.checkpointing = recompute.check_checkpoint(checkpoint, memory_budget)
         self._probed: dict[tuple[object, ...], tuple[float, int]] = {}
         self.state = states.detach(state)
         self.history: tuple[Tensor, Tensor | None] | None = None
@@ -253,10 +253,10 @@ class Runner:
             inputs = chunk.inputs
             key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, self.model.training)
             if key not in self._probed:
-                start = max(span.start, span.end - checkpointing.PROBE_STEPS)
+                start = max(span.start, span.end - recompute.PROBE_STEPS)
                 run = self._segment_loss(span, chunk)
                 parameters = self.model.parameters()
-                self._probed[key] = checkpointing.probe(run, inputs, start, self.state, parameters)
+                self._probed[key] = recompute.probe(run, inputs, start, self.state, parameters)
             return self._probed[key]
 
         return self.checkpointing.segment_steps(steps, probe)
@@ -266,9 +266,9 @@ class Runner:
     ) -> Window:
         """The window run as checkpointed segments of ``segment`` steps: its loss is
         the segments' loss sums over the window's valid count; no outputs are kept."""
-        bounds = checkpointing.boundaries(span.start, next_start, span.end, segment)
+        bounds = recompute.boundaries(span.start, next_start, span.end, segment)
         run = self._segment_loss(span, chunk)
-        total, self.state = checkpointing.run_segments(
+        total, self.state = recompute.run_segments(
             run, chunk.inputs, bounds, self.state, next_start
         )
         loss_steps = chunk.loss_steps(span.loss_start, span.end)
@@ -280,7 +280,7 @@ class Runner:
         loss = total / count.clamp(min=1)
         return Window(loss, count, None, loss_steps.start, loss_steps.stop, self._lr_scale(span))
 
-    def _segment_loss(self, span: Span, chunk: Chunk) -> checkpointing.SegmentFn:
+    def _segment_loss(self, span: Span, chunk: Chunk) -> recompute.SegmentFn:
         """The function one checkpointed segment runs: steps ``[start, start + S)``
         from ``state``, returning the masked loss sum of those of them in the
         window's loss steps, and the state after them."""
@@ -375,7 +375,7 @@ def gradients(
         inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``.
         loss_fn: ``loss_fn(outputs, targets) -> (T, B)`` per-element losses.
         k1, k2: the truncation (``k2=None``: k2 = k1; ``k1=None``: full BPTT; a
-            :class:`~tbptt.windows.RandomTruncation` draws each window's k1).
+            :class:`~tbptt.engine.windows.RandomTruncation` draws each window's k1).
         state: the state entering step 0 (``None``: the model's initial state).
         resets: ``(T, B)`` bool, true where a stream starts a new sequence.
         mask: ``(T, B)`` bool, false for padding.

@@ -1,6 +1,6 @@
-"""How to train: :class:`TrainConfig`, the settings of :class:`tbptt.trainer.Trainer`.
+"""How to train: :class:`TrainConfig`, the settings of :class:`tbptt.training.trainer.Trainer`.
 
-Every field has a docstring (the command line's help text, :mod:`tbptt.config`) and
+Every field has a docstring (the command line's help text, :mod:`tbptt.cli.runconfig`) and
 is checked when the config is made, so a bad setting fails before a run starts. The
 config also says how long the training batches are (:meth:`TrainConfig.batch_steps`)
 and builds the engine for its truncation (:meth:`TrainConfig.runner`).
@@ -16,9 +16,9 @@ from torch import nn
 
 from tbptt.devices import parse_device
 from tbptt.engine import LossFn, Runner
+from tbptt.engine.windows import RandomTruncation, Stride, check_truncation
 from tbptt.errors import TBPTTError
-from tbptt.precision import PRECISIONS
-from tbptt.windows import RandomTruncation, Stride, check_truncation
+from tbptt.training.precision import PRECISIONS
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULES = ("constant", "cosine")

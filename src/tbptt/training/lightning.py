@@ -5,7 +5,7 @@ TBPTT(k1, k2) by manual optimisation: each training batch of ``(T, B, ...)`` ste
 cut into windows by :class:`tbptt.Runner`, one optimizer step per window, the state
 carried (detached) from batch to batch and resets and masks applied as in
 ``docs/semantics.md``. Validation carries the state across batches without
-truncation, as :meth:`tbptt.trainer.Trainer.evaluate` does. Feed it
+truncation, as :meth:`tbptt.training.trainer.Trainer.evaluate` does. Feed it
 :class:`tbptt.data.Streams` through :func:`dataloader`::
 
     module = TBPTTModule(tbptt.models.LSTM(256, vocab_size=V), tbptt.losses.cross_entropy,
@@ -25,15 +25,15 @@ from torch import Tensor, nn
 
 from tbptt.data.streams import Batch, Streams
 from tbptt.engine import LossFn, Runner, unroll
+from tbptt.engine.state import State, detach
 from tbptt.errors import TBPTTError
-from tbptt.state import State, detach
 
 try:
     import lightning
     from lightning.pytorch.utilities import move_data_to_device
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise TBPTTError(
-        "tbptt.lightning needs PyTorch Lightning 2.x: pip install 'tbptt[lightning]'"
+        "tbptt.training.lightning needs PyTorch Lightning 2.x: pip install 'tbptt[lightning]'"
     ) from error
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from tbptt.engine.state import State, leaves
 from tbptt.errors import TBPTTError
-from tbptt.state import State, leaves
 
 
 def is_finite(state: State) -> bool:

@@ -1,11 +1,11 @@
 """Exact resume: what a trainer's checkpoint holds, and writing and reading it.
 
-:class:`Resumable` is the part of :class:`tbptt.trainer.Trainer` that turns a run
+:class:`Resumable` is the part of :class:`tbptt.training.trainer.Trainer` that turns a run
 into a checkpoint and back: the model, optimizer, schedule and grad scaler, the
 state the streams carry and the position in them, the counts that early stopping
 and recovery keep, and every random generator, so a resumed run continues exactly
 as the uninterrupted one would. Under torchrun the carried state and generators of
-every rank go in too (:func:`tbptt.distributed.own_share` picks a rank's own back).
+every rank go in too (:func:`tbptt.training.distributed.own_share` picks a rank's own back).
 The file format is :mod:`tbptt.checkpoint`'s.
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from tbptt import checkpoint, distributed
 from tbptt.engine import Runner
+from tbptt.engine.windows import RandomTruncation
 from tbptt.files import file_error
-from tbptt.precision import MixedPrecision
-from tbptt.reporting import MetricsLog
-from tbptt.trainconfig import TrainConfig
-from tbptt.windows import RandomTruncation
+from tbptt.training import checkpoints, distributed
+from tbptt.training.config import TrainConfig
+from tbptt.training.precision import MixedPrecision
+from tbptt.training.reporting import MetricsLog
 
 
 class Resumable:
@@ -85,7 +85,7 @@ class Resumable:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (from :func:`tbptt.checkpoint.load`)."""
+        """Restore a :meth:`state_dict` (from :func:`tbptt.training.checkpoints.load`)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -125,17 +125,17 @@ class Resumable:
         several processes every rank calls this (it gathers their states); rank 0 writes."""
         if name != "latest" and self.run_dir is None:
             return
-        data = checkpoint.dumps(self.state_dict())
+        data = checkpoints.dumps(self.state_dict())
         if name == "latest":
             self._good = data
         if self.run_dir is not None and distributed.is_main():
             folder = self.run_dir / "checkpoints"
             folder.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(folder / f"{name}.pt", data)
+            checkpoints.save(folder / f"{name}.pt", data)
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped."""
-        state = checkpoint.load(path, map_location=self.device)
+        state = checkpoints.load(path, map_location=self.device)
         try:
             self.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:

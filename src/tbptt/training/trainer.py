@@ -4,15 +4,15 @@ The trainer owns what a run needs beyond the engine: the optimizer and schedule,
 gradient clipping, evaluation on a validation stream with the state carried (no
 truncation, so its loss does not depend on k), early stopping, metrics files,
 checkpoints that resume exactly, a clean stop on SIGINT/SIGTERM, and recovery from
-divergence (:mod:`tbptt.recovery`).
+divergence (:mod:`tbptt.training.recovery`).
 
 A run directory holds ``metrics.jsonl`` and ``metrics.csv`` (one record per log or
 evaluation), ``checkpoints/latest.pt`` and ``checkpoints/best.pt``, and
 ``learning_curves.png``.
 
-The settings are :class:`tbptt.trainconfig.TrainConfig` (importable from here too),
+The settings are :class:`tbptt.training.config.TrainConfig` (importable from here too),
 and what a checkpoint holds and how a run resumes from it is
-:class:`tbptt.resumable.Resumable`, the trainer's base.
+:class:`tbptt.training.resumable.Resumable`, the trainer's base.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tbptt import checkpoint, distributed
 from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of
 from tbptt.diagnostics import choose_k2
 from tbptt.engine import LossFn, unroll
+from tbptt.engine.windows import RandomTruncation
 from tbptt.errors import TBPTTError
 from tbptt.files import remove_temporaries
-from tbptt.precision import MixedPrecision
-from tbptt.recovery import diverged, is_finite, scale_learning_rate
-from tbptt.reporting import MetricsLog, StopSignals, peak_memory_mb
-from tbptt.resumable import Resumable
-from tbptt.trainconfig import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
-from tbptt.windows import RandomTruncation
+from tbptt.training import checkpoints, distributed
+from tbptt.training.config import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
+from tbptt.training.precision import MixedPrecision
+from tbptt.training.recovery import diverged, is_finite, scale_learning_rate
+from tbptt.training.reporting import MetricsLog, StopSignals, peak_memory_mb
+from tbptt.training.resumable import Resumable
 
 __all__ = ["RANDOM_BATCH_WINDOWS", "TrainConfig", "Trainer"]
 
@@ -67,8 +67,8 @@ class Trainer(Resumable):
     The latest checkpoint is also kept in host memory (as bytes), the point a
     rollback returns to, so recovery needs no disk and works without ``run_dir``.
 
-    Under torchrun (see :mod:`tbptt.distributed`) every process builds the same
-    trainer on its own share of the streams (:func:`tbptt.distributed.shard`); the
+    Under torchrun (see :mod:`tbptt.training.distributed`) every process builds the same
+    trainer on its own share of the streams (:func:`tbptt.training.distributed.shard`); the
     updates are those of one process on the whole batch, metrics are over all ranks,
     and only rank 0 logs, calls ``callbacks`` and writes files.
     """
@@ -150,7 +150,7 @@ class Trainer(Resumable):
         """
         result: dict[str, float] = {}
         if self._good is None:
-            self._good = checkpoint.dumps(self.state_dict())
+            self._good = checkpoints.dumps(self.state_dict())
         try:
             with StopSignals() as stop:
                 while self.epoch < self.config.epochs and not self._done():
@@ -241,7 +241,7 @@ class Trainer(Resumable):
         skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
         failed_lr, config = self.optimizer.param_groups[0]["lr"], self.config
         assert self._good is not None
-        self.load_state_dict(checkpoint.loads(self._good, self.device))
+        self.load_state_dict(checkpoints.loads(self._good, self.device))
         saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
         self.rollbacks = min(rollbacks, config.max_rollbacks)
         if rollbacks > config.max_rollbacks:

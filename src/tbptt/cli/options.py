@@ -1,0 +1,105 @@
+"""Command-line options built from the config dataclasses (:mod:`tbptt.cli.runconfig`):
+one option per field, its help the field's docstring, its parsing the field's type, so
+the help and config files never drift apart; and a parser whose errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, Field, fields, is_dataclass
+from typing import Any, NoReturn
+
+from tbptt.cli.runconfig import PATH_FIELDS, describe, field_docs, parse_option, split_optional
+
+FLAG_PRIORITY = ("train", "model", "data", "run")
+"""A field name in two sections is ``--name`` in the first of these, ``--section-name``
+in the other (``--seed`` seeds training, ``--data-seed`` a task's data)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the problem and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def option_type(hint: Any) -> Callable[[str], Any]:
+    """The argparse ``type`` for a field of type ``hint``."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_option(text, hint)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {describe(hint)}") from None
+
+    return parse
+
+
+def help_text(doc: str, item: Field[Any], optional: bool) -> str:
+    """A field's help: its docstring, its default and how to unset it."""
+    text = doc.replace("%", "%%")
+    if item.default is not MISSING and item.default is not None:
+        unset = "; 'none' unsets it" if optional else ""
+        text += f" (default: {item.default}{unset})"
+    return text
+
+
+def add_field_option(group: Any, section: str, cls: type, item: Field[Any], flag: str) -> None:
+    """Add the option ``--flag`` for the field ``item`` of ``cls``, stored as
+    ``section.name`` (see :func:`options_of`)."""
+    hint = typing.get_type_hints(cls)[item.name]
+    base, optional = split_optional(hint)
+    kwargs: dict[str, Any] = {
+        "dest": f"{section}.{item.name}",
+        "default": argparse.SUPPRESS,
+        "help": help_text(field_docs(cls).get(item.name, ""), item, optional),
+    }
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(base) is list:
+        kwargs.update(nargs="+", metavar="COLUMN")
+    else:
+        metavar = "FILE" if item.name in PATH_FIELDS else item.name.upper()
+        kwargs.update(type=option_type(hint), metavar=metavar)
+    group.add_argument(f"--{flag.replace('_', '-')}", **kwargs)
+
+
+def option_fields(cls: type) -> list[Field[Any]]:
+    """The fields of ``cls`` that are options (not whole sections)."""
+    hints = typing.get_type_hints(cls)
+    return [item for item in fields(cls) if not is_dataclass(hints[item.name])]
+
+
+def add_config_options(parser: argparse.ArgumentParser, sections: dict[str, type]) -> None:
+    """One option group per section, one option per field (see ``FLAG_PRIORITY``)."""
+    flags: dict[tuple[str, str], str] = {}
+    taken: set[str] = set()
+    ranked = sorted(sections, key=lambda s: FLAG_PRIORITY.index(s) if s in FLAG_PRIORITY else -1)
+    for section in ranked:
+        for item in option_fields(sections[section]):
+            flags[section, item.name] = (
+                item.name if item.name not in taken else f"{section}_{item.name}"
+            )
+            taken.add(item.name)
+    for section, cls in sections.items():
+        group = parser.add_argument_group(f"{section} options", cls.__doc__)
+        for item in option_fields(cls):
+            add_field_option(group, section, cls, item, flags[section, item.name])
+
+
+def options_of(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config options given on the command line: ``{section: {field: value}}``."""
+    values: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, name = dest.split(".", 1)
+            values.setdefault(section, {})[name] = value
+    return values
+
+
+def add_output_options(parser: argparse.ArgumentParser, jsonl_help: str) -> None:
+    """``--quiet`` and ``--jsonl``, which exclude each other."""
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    output.add_argument("--jsonl", action="store_true", help=jsonl_help)
