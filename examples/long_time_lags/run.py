@@ -273,7 +273,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             k = "full BPTT" if r["k"] == "full" else f"TBPTT({r['k']}, {r['k']})"
             median = "-" if r["median_sequences"] is None else f"{r['median_sequences']:,.0f}"
             lines.append(
-                f"| tbptt: {r['cell']}, {k}, Adam ({r['runs']} seeds) | {r['parameters']} "
+                f"| tbptt: {r['cell']}, {k}, Adam ({r['runs']} "
+                f"seed{'' if r['runs'] == 1 else 's'}) | {r['parameters']} "
                 f"| {100 * r['success_rate']:.0f} | {median} (of {r['max_sequences']:,} at most) "
                 f"| {r['test_right']:.3f} | {r['lag_accuracy']:.3f} | {r['seconds']:.0f} |"
             )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tbptt.cli.output import progress_bar
+from tbptt.cli.output import plural, progress_bar
 from tbptt.cli.runconfig import (
     PATH_FIELDS,
     SOURCES,
@@ -267,6 +267,12 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     total = config.train.epochs * windows_per_epoch(config.train, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
+    if trainer.window == 0 and total < config.train.log_every:
+        output.note(
+            f"tbptt train: this run makes {plural(total, 'update')}, fewer than --log-every "
+            f"{config.train.log_every}, so it prints no training line; raise --epochs or "
+            "lower --log-every"
+        )
     output.start(total, trainer.window)
     try:
         result = trainer.fit()

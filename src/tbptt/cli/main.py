@@ -26,7 +26,7 @@ from tbptt.cli.options import (
     count,
     options_of,
 )
-from tbptt.cli.output import Output, format_record, output_mode
+from tbptt.cli.output import Output, format_record, output_mode, plural
 from tbptt.cli.runconfig import (
     SECTIONS,
     EvalConfig,
@@ -204,9 +204,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def unknown_line(count: int, where: str) -> str:
     """What to say of ``count`` tokens the run's vocabulary lacks, read as <unk>."""
-    tokens = "token is" if count == 1 else "tokens are"
+    verb = "is" if count == 1 else "are"
     return (
-        f"{count} {tokens} not in the run's vocabulary in {where} and read as <unk> "
+        f"{plural(count, 'token')} {verb} not in the run's vocabulary in {where}, read as <unk> "
         "(--strict-vocabulary refuses them)"
     )
 

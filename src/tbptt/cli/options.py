@@ -66,11 +66,13 @@ def option_type(hint: Any) -> Callable[[str], Any]:
 
 
 def help_text(doc: str, item: Field[Any], optional: bool) -> str:
-    """A field's help: its docstring, its default and how to unset it."""
+    """A field's help: its docstring with its default (unless the docstring says it,
+    or it is empty) and how to unset it, before the closing full stop."""
     text = doc.replace("%", "%%")
-    if item.default is not MISSING and item.default is not None:
+    if item.default is not MISSING and item.default not in (None, "") and "(default" not in doc:
         unset = "; 'none' unsets it" if optional else ""
-        text += f" (default: {item.default}{unset})"
+        stop = "." if text.endswith(".") else ""
+        text = f"{text.removesuffix('.')} (default: {item.default}{unset}){stop}"
     return text
 
 

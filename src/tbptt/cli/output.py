@@ -22,6 +22,11 @@ def format_value(value: Any) -> str:
     return f"{value:.4g}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3e}"
 
 
+def plural(count: int, word: str) -> str:
+    """``1 update``, ``2 updates``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def progress_bar(total: int, unit: str, *, initial: int = 0, desc: str | None = None) -> tqdm[Any]:
     """A progress bar on stderr, drawn only when stderr is a terminal (a log file gets
     none), left on screen when it ends only if ``desc`` is unset."""

@@ -87,7 +87,9 @@ class DataConfig:
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
     """A built-in long-dependency task: adding, copy, recall, temporal_order,
-    embedded_reber or mackey_glass."""
+    embedded_reber or mackey_glass. Its accuracy counts every step, blanks included;
+    the task's own metric (copy_memory_accuracy, ...), reported at the end, counts only
+    the steps that test memory."""
     level: str = "char"
     """Text: tokens are characters (char), or words and newlines (word)."""
     min_count: int = 1

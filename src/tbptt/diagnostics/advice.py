@@ -237,7 +237,8 @@ def verdict(advice: Advice) -> str:
     lines = [
         f"gradient flow: ||dL/dh|| changes by {rho:.3f} per step back (gradients {trend}); "
         f"90% of it within {flow.mass_lag(0.9)} steps, 99% within {flow.mass_lag(0.99)}",
-        f"dependency length at cosine {advice.tolerance}: {advice.horizon} steps measured, "
+        f"dependency length at cosine {advice.tolerance}: {advice.horizon} "
+        f"step{'' if advice.horizon == 1 else 's'} measured, "
         + (
             "none by the geometric fit (rho >= 1)"
             if geometric is None

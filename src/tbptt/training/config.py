@@ -27,7 +27,8 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 """Each optimizer's name in ``torch.optim``."""
 SCHEDULES = ("constant", "cosine")
 RANDOM_BATCH_WINDOWS = 8
-"""Windows of mean length per training batch under randomised truncation."""
+"""Windows of mean length per training batch under randomised truncation (the
+``k1_std`` docstring, the option's help, says 8)."""
 
 
 @dataclass
@@ -42,9 +43,8 @@ class TrainConfig:
     """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
     (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
     that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
-    training data then comes in batches of ``RANDOM_BATCH_WINDOWS * k1`` steps, so
-    the draws follow each other along the streams and only a batch's last window
-    is cut short."""
+    training data then comes in batches of 8 k1 steps, so the draws follow each
+    other along the streams and only a batch's last window is cut short."""
     checkpoint_activations: bool = False
     """Keep only the state every ~sqrt(window) steps and recompute the rest in the
     backward pass: the same gradients in far less memory, one more forward pass
