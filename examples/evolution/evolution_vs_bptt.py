@@ -193,7 +193,7 @@ def table(traces: list[Trace], targets: list[float]) -> tuple[str, list[dict]]:
 
 
 QUICK = {"budget": 1.0}
-"""``--quick``: every method, the table and the plot in seconds; too short a budget
+"""``--quick``: every method, the table and the plot in under a minute; too short a budget
 for the evolution strategies to reach the targets."""
 
 

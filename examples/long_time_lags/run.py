@@ -198,7 +198,7 @@ def parse_arm(text: str) -> tuple[str, str]:
 
 QUICK = {"seeds": 1, "max_sequences": 64, "jobs": 1, "reber_arms": ["lstm:full", "elman:1"]}
 QUICK |= {"order_arms": ["lstm-default:5"]}
-"""``--quick``: every stage (both tasks, table, plot, JSON) in seconds; too few
+"""``--quick``: every stage (both tasks, table, plot, JSON) in under a minute; too few
 sequences to solve anything."""
 
 

@@ -37,7 +37,7 @@ BATCH_SIZE = 32
 
 QUICK = {"k": 10, "std": 2.0, "hidden_size": 8, "epochs": 1, "eval_every": 5, "seeds": 1}
 QUICK |= {"jobs": 1}
-"""``--quick``: every stage (both arms, table, plot, JSON) in seconds, on a generated
+"""``--quick``: every stage (both arms, table, plot, JSON) in under a minute, on a generated
 text unless --text is given; the figures mean nothing."""
 QUICK_TEXT = "to be or not to be, that is the question.\n" * 300
 

@@ -127,7 +127,7 @@ def parse_k(text: str) -> int | None:
 
 QUICK = {"lengths": [10], "ks": ["5", "full"], "seeds": 1, "epochs": 1, "sequences": 32}
 QUICK |= {"jobs": 1}
-"""``--quick``: every stage (training, table, plots, JSON) in seconds; the figures mean
+"""``--quick``: every stage (training, table, plots, JSON) in under a minute; the figures mean
 nothing."""
 
 
