@@ -196,17 +196,32 @@ def parse_arm(text: str) -> tuple[str, str]:
     return network, k
 
 
+QUICK = {"seeds": 1, "max_sequences": 64, "jobs": 1, "reber_arms": ["lstm:full", "elman:1"]}
+QUICK |= {"order_arms": ["lstm-default:5"]}
+"""``--quick``: every stage (both tasks, table, plot, JSON) in under a minute; too few
+sequences to solve anything."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=["reber", "order"], choices=TABLE)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=["reber", "order"], choices=TABLE, help="tasks"
+    )
     parser.add_argument("--reber-arms", nargs="+", default=REBER_ARMS, help="NETWORK:K ...")
     parser.add_argument("--order-arms", nargs="+", default=ORDER_ARMS, help="NETWORK:K ...")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per arm (default: 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per arm")
     parser.add_argument("--max-sequences", type=int, default=100_000, help="per run")
     parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="Adam learning rate")
     parser.add_argument("--jobs", type=int, default=2, help="processes (1 thread each)")
-    parser.add_argument("--out", default="runs/long_time_lags")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", default="runs/long_time_lags", help="results folder")
+    parser.add_argument("--quick", action="store_true", help=f"tiny settings: {QUICK}")
+    args = parser.parse_args(argv)
+    if args.quick:  # the quick settings, under any option given explicitly
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    return args
 
 
 def make_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -273,7 +288,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             k = "full BPTT" if r["k"] == "full" else f"TBPTT({r['k']}, {r['k']})"
             median = "-" if r["median_sequences"] is None else f"{r['median_sequences']:,.0f}"
             lines.append(
-                f"| tbptt: {r['cell']}, {k}, Adam ({r['runs']} seeds) | {r['parameters']} "
+                f"| tbptt: {r['cell']}, {k}, Adam ({r['runs']} "
+                f"seed{'' if r['runs'] == 1 else 's'}) | {r['parameters']} "
                 f"| {100 * r['success_rate']:.0f} | {median} (of {r['max_sequences']:,} at most) "
                 f"| {r['test_right']:.3f} | {r['lag_accuracy']:.3f} | {r['seconds']:.0f} |"
             )

@@ -35,22 +35,43 @@ ARMS = ("fixed", "random")
 BATCH_SIZE = 32
 
 
+QUICK = {"k": 10, "std": 2.0, "hidden_size": 8, "epochs": 1, "eval_every": 5, "seeds": 1}
+QUICK |= {"jobs": 1}
+"""``--quick``: every stage (both arms, table, plot, JSON) in under a minute, on a generated
+text unless --text is given; the figures mean nothing."""
+QUICK_TEXT = "to be or not to be, that is the question.\n" * 300
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--text", required=True, help="a UTF-8 text, e.g. tinyshakespeare.txt")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--text", help="a UTF-8 text, e.g. tinyshakespeare.txt (required)")
     parser.add_argument("--k", type=int, default=100, help="k, the (mean) window length")
     parser.add_argument("--std", type=float, default=5.0, help="the random arm's k1 std")
-    parser.add_argument("--hidden-size", type=int, default=256)
-    parser.add_argument("--num-layers", type=int, default=1)
-    parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--hidden-size", type=int, default=256, help="LSTM units")
+    parser.add_argument("--num-layers", type=int, default=1, help="LSTM layers")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the text")
+    parser.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     parser.add_argument("--eval-every", type=int, default=100, help="updates between evals")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default: 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--out", default="runs/randomised_truncation")
+    parser.add_argument("--out", default="runs/randomised_truncation", help="results folder")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"tiny settings, a generated text: {QUICK}"
+    )
     args = parser.parse_args(argv)
+    if args.quick:  # the quick settings, under any option given explicitly
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    if args.text is None and args.quick:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        args.text = str(Path(args.out) / "quick.txt")
+        Path(args.text).write_text(QUICK_TEXT)
+    if args.text is None:
+        parser.error("--text is required (or --quick, for a generated one)")
     if not Path(args.text).is_file():
         parser.error(f"--text {args.text}: no such file (download tinyshakespeare.txt first)")
     return args
@@ -189,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(args, arm, seed, out) for seed in range(args.seeds) for arm in ARMS]
-    print(f"{len(jobs)} training runs, {args.jobs} at a time, {args.threads} thread(s) each")
+    threads = f"{args.threads} thread{'' if args.threads == 1 else 's'}"
+    print(f"{len(jobs)} training runs, {args.jobs} at a time, {threads} each")
     start = time.perf_counter()
     try:
         runs = run_all(jobs, args.jobs)

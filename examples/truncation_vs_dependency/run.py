@@ -125,18 +125,34 @@ def parse_k(text: str) -> int | None:
     return None if text == "full" else int(text)
 
 
+QUICK = {"lengths": [10], "ks": ["5", "full"], "seeds": 1, "epochs": 1, "sequences": 32}
+QUICK |= {"jobs": 1}
+"""``--quick``: every stage (training, table, plots, JSON) in under a minute; the figures mean
+nothing."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--lengths", nargs="+", type=int, default=[10, 25, 50, 100])
-    parser.add_argument("--ks", nargs="+", default=["5", "10", "25", "50", "100", "full"])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: 3)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks")
+    parser.add_argument(
+        "--lengths", nargs="+", type=int, default=[10, 25, 50, 100], help="dependency lengths L"
+    )
+    parser.add_argument(
+        "--ks", nargs="+", default=["5", "10", "25", "50", "100", "full"], help="truncations k"
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell")
     parser.add_argument("--epochs", type=int, default=6, help="passes over the data")
     parser.add_argument("--sequences", type=int, default=2048, help="training sequences")
     parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="Adam learning rate")
     parser.add_argument("--jobs", type=int, default=2, help="processes (1 thread each)")
-    parser.add_argument("--out", default="runs/truncation_vs_dependency")
+    parser.add_argument("--out", default="runs/truncation_vs_dependency", help="results folder")
+    parser.add_argument("--quick", action="store_true", help=f"tiny settings: {QUICK}")
     args = parser.parse_args(argv)
+    if args.quick:  # the quick settings, under any option given explicitly
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
     if min(args.lengths) < COPY_LENGTH + 1:
         parser.error(f"--lengths must be >= {COPY_LENGTH + 1} (the copy task's recall span)")
     if args.sequences % BATCH_SIZE:

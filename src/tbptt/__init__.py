@@ -5,18 +5,31 @@ The public API: ``gradients`` (every window's gradient at fixed parameters),
 ``RandomTruncation`` (a k1 drawn per window), the built-in ``models``, per-element
 ``losses``, ``data`` (streams, text, series, tasks) and ``reference`` (NumPy BPTT
 for Elman networks).
+
+Names are imported when first used (PEP 562): ``import tbptt`` itself does not import
+torch, so the ``tbptt`` command answers ``--help`` at once.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from tbptt import data, losses, models
-from tbptt.engine import RandomTruncation, Runner, Window, detach, gradients, unroll
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from tbptt.errors import TBPTTError
+
+if TYPE_CHECKING:
+    from tbptt import data, losses, models
+    from tbptt.engine import RandomTruncation, Runner, Window, detach, gradients, unroll
 
 try:
     __version__ = version("tbptt")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+SUBMODULES = ("data", "losses", "models")
+ENGINE = ("RandomTruncation", "Runner", "Window", "detach", "gradients", "unroll")
+"""Names of :mod:`tbptt.engine` exported here."""
 
 __all__ = [
     "RandomTruncation",
@@ -31,3 +44,15 @@ __all__ = [
     "models",
     "unroll",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:
+        return importlib.import_module(f"tbptt.{name}")
+    if name in ENGINE:
+        return getattr(importlib.import_module("tbptt.engine"), name)
+    raise AttributeError(f"module 'tbptt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

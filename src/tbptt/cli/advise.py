@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from tbptt import diagnostics
 from tbptt.cli.commands import evaluation_data, load_model
-from tbptt.cli.options import Parser
+from tbptt.cli.output import progress_bar
 from tbptt.cli.runconfig import EvalConfig
 from tbptt.cli.rundata import objective
+from tbptt.cli.threads import use_threads
 from tbptt.data import Batch, Streams
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
@@ -36,52 +36,6 @@ def pair(text: str) -> tuple[int, int]:
     except ValueError:
         raise TBPTTError(f"--pairs takes K1:K2 with integers, got {text!r}") from None
     return k1, k2
-
-
-def parse_args(argv: Sequence[str]) -> tuple[Parser, argparse.Namespace]:
-    parser = Parser(
-        prog="tbptt advise",
-        description=(
-            "Measure how far gradients flow back and how far each truncation TBPTT(k1, k2) "
-            "is from full BPTT on a sample of a run's data; recommend the smallest k2 "
-            "whose gradient has cosine >= --tolerance to the full one."
-        ),
-    )
-    parser.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
-    parser.add_argument(
-        "file", nargs="?", help="data like the run's (default: the run's validation data)"
-    )
-    parser.add_argument("--steps", type=int, default=256, help="steps in the sample (default: 256)")
-    parser.add_argument("--streams", type=int, default=8, help="streams in the sample (default: 8)")
-    parser.add_argument(
-        "--k",
-        type=int,
-        nargs="+",
-        metavar="K",
-        help="candidates TBPTT(k, k) (default: (k, k), (k/2, k) for k = 2, 4, ... < --steps)",
-    )
-    parser.add_argument(
-        "--pairs", nargs="+", default=[], metavar="K1:K2", help="candidates TBPTT(k1, k2) too"
-    )
-    parser.add_argument(
-        "--tolerance", type=float, default=0.95, help="cosine to the full gradient (default: 0.95)"
-    )
-    parser.add_argument(
-        "--ends", type=int, default=8, help="loss steps followed back for the flow (default: 8)"
-    )
-    parser.add_argument(
-        "--max-lag", type=int, help="follow gradients back this many steps (default: all)"
-    )
-    parser.add_argument(
-        "--checkpointed",
-        action="store_true",
-        help="compute the full reference gradient by checkpointed BPTT (less memory)",
-    )
-    parser.add_argument("--seed", type=int, help="a task run: the seed of the sample's data")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--out", help="folder for advice.json and the plots (default: RUN/advice)")
-    parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    return parser, parser.parse_args(argv)
 
 
 def sample(streams: Streams, steps: int, count: int) -> Batch:
@@ -124,36 +78,35 @@ def out_folder(args: argparse.Namespace, checkpoint: str) -> Path:
     return out
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run ``tbptt advise``; returns the exit code."""
-    parser, args = parse_args(argv)
-    for name in ("steps", "streams", "ends", "max_lag"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+def main(args: argparse.Namespace) -> int:
+    """Run ``tbptt advise`` with its options (:mod:`tbptt.cli.main`); returns the exit
+    code."""
     diagnostics.advice.check_tolerance(args.tolerance)
+    use_threads(args.threads)
     checkpoint: str = args.checkpoint
     out = out_folder(args, checkpoint)
     settings = EvalConfig(seed=args.seed, device=args.device)
     model, saved, config = load_model(checkpoint, settings)
-    streams, _ = evaluation_data(config, saved, args.file, settings)
+    streams, _, _ = evaluation_data(config, saved, args.file, settings)
     batch = sample(streams, args.steps, args.streams).to(settings.device)
     steps = batch.inputs.shape[0]
     truncations = candidates(args.k, args.pairs, steps)
     loss_fn, _ = objective(config.data)
-    advice = diagnostics.advise(
-        model,
-        batch.inputs,
-        batch.targets,
-        loss_fn,
-        truncations,
-        tolerance=args.tolerance,
-        resets=batch.resets,
-        mask=batch.mask,
-        num_ends=args.ends,
-        max_lag=args.max_lag,
-        checkpoint=args.checkpointed,
-    )
+    with progress_bar(len(truncations) + 2, "gradient", desc="advise") as bar:
+        advice = diagnostics.advise(
+            model,
+            batch.inputs,
+            batch.targets,
+            loss_fn,
+            truncations,
+            tolerance=args.tolerance,
+            resets=batch.resets,
+            mask=batch.mask,
+            num_ends=args.ends,
+            max_lag=args.max_lag,
+            checkpoint=args.checkpointed,
+            progress=bar.update,
+        )
     out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": checkpoint, "streams": batch.inputs.shape[1], **advice.summary()}
     with atomic_write(out / "advice.json") as file:

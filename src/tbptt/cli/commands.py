@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tbptt.cli.output import plural, progress_bar
 from tbptt.cli.runconfig import (
     PATH_FIELDS,
     SOURCES,
@@ -44,6 +45,7 @@ from tbptt.cli.rundata import (
     task_metric,
     task_streams,
 )
+from tbptt.cli.threads import use_threads
 from tbptt.data import Normalizer, Streams, read_csv, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 
 RESUMABLE = ("epochs", "max_windows", "patience", "log_every", "eval_every", "checkpoint_every")
 """Training options a resumed run may change: they stop, log or save, and do not
-change the updates the run makes (nor does ``device``)."""
+change the updates the run makes (nor do ``device`` and ``threads``)."""
 
 
 def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
@@ -112,6 +114,16 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise file_error(run_dir, "", problem, "choose another --run-dir")
 
 
+def check_precision(train_config: TrainConfig) -> None:
+    """Refuse a device this machine lacks, and fp16 on a CPU (oneDNN has no float16
+    kernels for every cell; bfloat16 is the CPU's half precision)."""
+    device = device_of(train_config.device)
+    if train_config.precision == "fp16" and device.type == "cpu":
+        raise TBPTTError(
+            "precision fp16 needs a GPU (--device cuda); on a CPU use --precision bf16 or 32"
+        )
+
+
 def write_config(run_dir: Path, config: RunConfig) -> None:
     """Save the resolved config as ``config.json`` (a valid ``--config`` file)."""
     with atomic_write(run_dir / "config.json") as file:
@@ -136,6 +148,7 @@ def make_trainer(
         run_dir=config.run_dir,
         extra={"config": to_dict(config), "sizes": run.sizes, **run.extra},
         callbacks=[output.record],
+        progress=output.window,
     )
 
 
@@ -144,12 +157,13 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     the device are checked, and an existing run directory only with ``overwrite``. A
     run that fails before its first checkpoint leaves nothing behind. Under torchrun
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
+    use_threads(config.threads)
     config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
     with distributed.launched():
         check_run_dir(run_dir, overwrite)
-        device_of(config.train.device)
+        check_precision(config.train)
         run = build_data(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, run.sizes)
@@ -177,10 +191,13 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
         f"--{key.replace('_', '-')}"
         for section, values in options.items()
         for key in values
-        if section != "train" or key not in (*RESUMABLE, "device")
+        if (section, key) != ("run", "threads")
+        and (section != "train" or key not in (*RESUMABLE, "device"))
     ]
     if changed:
-        allowed = ", ".join(f"--{key.replace('_', '-')}" for key in (*RESUMABLE, "device"))
+        allowed = ", ".join(
+            f"--{key.replace('_', '-')}" for key in (*RESUMABLE, "device", "threads")
+        )
         raise TBPTTError(
             f"--resume continues a run with its saved config, so {', '.join(changed)} "
             f"cannot change (only {allowed} can); start a new run to change them"
@@ -199,12 +216,20 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
         raise file_error(run_dir, "", problem, "give the --run-dir of a run that saved one")
     state, saved, config = open_checkpoint(path)
     config = replace(
-        config, train=replace(config.train, **options.get("train", {})), run_dir=run_dir
+        config,
+        train=replace(config.train, **options.get("train", {})),
+        run_dir=run_dir,
+        **options.get("run", {}),
     )
+    use_threads(config.threads)
+    check_precision(config.train)
     check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
     trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
     trainer.resume(path)
+    output.record(
+        {"kind": "resume", "window": trainer.window, "epoch": trainer.epoch, "from": str(path)}
+    )
     distributed.barrier()  # every rank has read the config before rank 0 rewrites it
     if distributed.is_main():
         write_config(Path(run_dir), config)
@@ -242,6 +267,12 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     total = config.train.epochs * windows_per_epoch(config.train, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
+    if trainer.window == 0 and total < config.train.log_every:
+        output.note(
+            f"tbptt train: this run makes {plural(total, 'update')}, fewer than --log-every "
+            f"{config.train.log_every}, so it prints no training line; raise --epochs or "
+            "lower --log-every"
+        )
     output.start(total, trainer.window)
     try:
         result = trainer.fit()
@@ -250,9 +281,12 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     interrupted = result.pop("interrupted", 0.0)
     if run.task_validation is not None and config.data.task is not None:
         result.update(task_metric(trainer.model, config.data.task, run.task_validation))
-    output.finish({"run_dir": config.run_dir, **result})
+    output.finish({"run_dir": config.run_dir, **result}, "stopped" if interrupted else "final")
     if interrupted:
-        output.note(f"stopped early; continue with: tbptt train --resume {config.run_dir}")
+        output.note(
+            f"stopped at update {trainer.window} of {total}, checkpoint saved; "
+            f"continue with: tbptt train --resume {config.run_dir}"
+        )
         return 130
     return 0
 
@@ -307,11 +341,24 @@ def load_model(
     return model.to(device).eval(), saved, config
 
 
+def count_unknown(ids: torch.Tensor, strict: bool, where: str) -> int:
+    """How many of ``ids`` are ``<unk>`` (id 0): tokens the vocabulary lacks; with
+    ``strict``, any is an error."""
+    unknown = int((ids == 0).sum())
+    if unknown and strict:
+        raise TBPTTError(
+            f"{where}: {unknown} of {len(ids)} tokens are not in the run's vocabulary; "
+            "remove them, or drop --strict-vocabulary to read them as <unk>"
+        )
+    return unknown
+
+
 def evaluation_data(
     config: RunConfig, saved: Saved, file: str | None, settings: EvalConfig
-) -> tuple[Streams, TaskData | None]:
+) -> tuple[Streams, TaskData | None, int | None]:
     """The streams to evaluate: ``file`` read as the run's data was, the run's
-    validation part without one, or a task's data drawn from a seed."""
+    validation part without one, or a task's data drawn from a seed; and how many
+    tokens of a text ``file`` the vocabulary lacks (None for other data)."""
     data = config.data
     if data.task is not None:
         if file is not None:
@@ -319,43 +366,53 @@ def evaluation_data(
                 "a task run is evaluated on generated data: drop FILE (--seed picks it)"
             )
         task = make_task(data, data.seed + 1 if settings.seed is None else settings.seed)
-        return task_streams(task, data.batch_size, EVAL_STEPS, allow_short=True), task
+        return task_streams(task, data.batch_size, EVAL_STEPS, allow_short=True), task, None
     if file is None:
-        return build_data(config, saved).validation, None
+        return build_data(config, saved).validation, None, None
     if data.csv is not None:
         columns = saved.get("columns") or {}
         series = read_csv(file, inputs=columns.get("inputs"), targets=columns.get("targets"))
         normalizer = Normalizer.from_state_dict(saved["normalizer"])
         inputs, targets = forecast_pairs(series, data.horizon, normalizer)
-        return evaluation_streams(inputs, targets, data.batch_size), None
+        return evaluation_streams(inputs, targets, data.batch_size), None, None
+    unknown = None
     if data.tokens is not None:
         ids: Any = read_tokens(data, file, saved)[0]
     else:
         vocabulary = saved_vocabulary(saved)
         assert vocabulary is not None
         ids = vocabulary.encode(read_text(file))
+        unknown = count_unknown(ids, settings.strict_vocabulary, file)
     if len(ids) < 2:
         raise file_error(file, "", "holds fewer than 2 tokens", "give a longer file")
-    return evaluation_streams(ids[:-1], ids[1:], data.batch_size), None
+    return evaluation_streams(ids[:-1], ids[1:], data.batch_size), None, unknown
 
 
 def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, float]:
     """``tbptt eval``: the metrics of a checkpoint's model on a file (or its run's
-    validation data), with the state carried and no truncation."""
+    validation data), with the state carried and no truncation; for a text file, also
+    ``unknown_tokens``, the tokens the run's vocabulary lacks (read as ``<unk>``)."""
+    use_threads(settings.threads)
     model, saved, config = load_model(path, settings)
     if settings.batch_size is not None:
         config = replace(config, data=replace(config.data, batch_size=settings.batch_size))
-    streams, task = evaluation_data(config, saved, file, settings)
+    streams, task, unknown = evaluation_data(config, saved, file, settings)
     loss_fn, metrics = objective(config.data)
     train_config = replace(config.train, device=settings.device)
-    result = Trainer(model, loss_fn, streams, train_config, metrics=metrics).evaluate(streams)
+    trainer = Trainer(model, loss_fn, streams, train_config, metrics=metrics)
+    with progress_bar(len(streams), "batch", desc="eval") as bar:
+        result = trainer.evaluate(streams, progress=lambda done: bar.update(done - bar.n))
     if task is not None and config.data.task is not None:
         result.update(task_metric(model, config.data.task, task))
+    if unknown is not None:
+        result["unknown_tokens"] = unknown
     return result
 
 
-def generate(path: str, settings: GenerateConfig) -> str:
-    """``tbptt generate``: the prompt and ``settings.length`` sampled tokens."""
+def generate(path: str, settings: GenerateConfig) -> tuple[str, int]:
+    """``tbptt generate``: the prompt and ``settings.length`` sampled tokens, and how
+    many tokens of the prompt the vocabulary lacks (read as ``<unk>``)."""
+    use_threads(settings.threads)
     model, saved, config = load_model(path, settings)
     vocabulary = saved_vocabulary(saved)
     if vocabulary is None:
@@ -364,12 +421,14 @@ def generate(path: str, settings: GenerateConfig) -> str:
             f"{path}: generate needs a language model with a vocabulary, and this one was "
             f"trained on --{kind}; train on --text, or on --tokens with --vocabulary"
         )
-    prompt_ids = vocabulary.encode(settings.prompt).tolist()
+    encoded = vocabulary.encode(settings.prompt)
+    unknown = count_unknown(encoded, settings.strict_vocabulary, "--prompt")
+    prompt_ids = encoded.tolist()
     start = prompt_ids or [vocabulary.index.get("\n", 1)]
     sampled = sample(model, start, settings)
     if vocabulary.level == "char":
-        return settings.prompt + vocabulary.decode(sampled)
-    return vocabulary.decode(prompt_ids + sampled)
+        return settings.prompt + vocabulary.decode(sampled), unknown
+    return vocabulary.decode(prompt_ids + sampled), unknown
 
 
 @torch.no_grad()

@@ -21,15 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import tbptt
+from tbptt.cli.output import progress_bar
 from tbptt.cli.rundata import task_streams
+from tbptt.cli.threads import use_threads
 from tbptt.data import tasks
 from tbptt.data.streams import Batch
 from tbptt.devices import machine
@@ -63,33 +63,6 @@ class Result:
     """Peak bytes saved for one window's backward, in MiB."""
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="tbptt demo",
-        description=(
-            "Train one LSTM on delayed recall under several truncations TBPTT(k1, k2) and "
-            "full BPTT; print accuracy, time and activation memory against k2, and plot them."
-        ),
-    )
-    parser.add_argument("--delay", type=int, default=10, help="the recall delay (default: 10)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the data (default: 10)")
-    parser.add_argument(
-        "--sequences", type=int, default=256, help="training sequences, 32 a batch (default: 256)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seeds data and weights (default: 0)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument(
-        "--out", default="runs/demo", help="where results.json and truncation.png go"
-    )
-    args = parser.parse_args(argv)
-    for name in ("delay", "epochs", "sequences"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.sequences % BATCH_SIZE:
-        parser.error(f"--sequences must be a multiple of {BATCH_SIZE}, got {args.sequences}")
-    return args
-
-
 def train(args: argparse.Namespace, k1: int | None, k2: int | None) -> Result:
     """Train a fresh LSTM under TBPTT(k1, k2) and measure it."""
     steps = 50 * args.delay
@@ -104,7 +77,7 @@ def train(args: argparse.Namespace, k1: int | None, k2: int | None) -> Result:
     runner = tbptt.Runner(model, tbptt.losses.cross_entropy, k1, k2)
     meter, updates = SavedTensors(exclude=model.parameters()), 0
     label = f"TBPTT({k1}, {k2 or k1})" if k1 else "full BPTT"
-    bar = tqdm(total=args.epochs * len(streams), desc=f"{label:>16}", unit="batch", leave=False)
+    bar = progress_bar(args.epochs * len(streams), "window", desc=f"{label:>16}")
     start = time.perf_counter()
     with meter, bar:
         for epoch in range(args.epochs):
@@ -199,9 +172,15 @@ def plot(results: list[Result], delay: int, symbols: int, path: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the demo; returns the exit code."""
-    args = parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    """Run the demo with the options of ``tbptt demo`` (:mod:`tbptt.cli.main`);
+    returns the exit code."""
+    if args.sequences % BATCH_SIZE:
+        raise TBPTTError(
+            f"--sequences must be a multiple of {BATCH_SIZE}, got {args.sequences}; "
+            f"give {max(BATCH_SIZE, args.sequences // BATCH_SIZE * BATCH_SIZE)}"
+        )
+    use_threads(args.threads)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise TBPTTError(f"--out {out} is a file; give a folder for results.json and the plot")

@@ -4,21 +4,29 @@ The options of ``train``, ``eval`` and ``generate`` are built from the config
 dataclasses (:mod:`tbptt.cli.options`). Every error in the input ends the command
 with one line on stderr, naming the problem and the fix, and exit code 2; a run
 stopped by SIGINT/SIGTERM exits with 130 after writing its checkpoint.
+
+Building the parser and printing help import no torch (``tbptt --help`` answers in a
+tenth of a second); each subcommand's module, and torch, load when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import json
 import math
 import sys
 from collections.abc import Sequence
 
 import tbptt
-from tbptt.cli.options import Parser, add_config_options, add_output_options, options_of
-from tbptt.cli.output import Output, format_record, output_mode
+from tbptt.cli.options import (
+    Parser,
+    add_config_options,
+    add_output_options,
+    count,
+    options_of,
+)
+from tbptt.cli.output import Output, format_record, output_mode, plural
 from tbptt.cli.runconfig import (
     SECTIONS,
     EvalConfig,
@@ -27,6 +35,7 @@ from tbptt.cli.runconfig import (
     read_config_file,
     resolve,
 )
+from tbptt.cli.threads import THREADS_HELP
 from tbptt.errors import TBPTTError
 
 DESCRIPTION = (
@@ -80,13 +89,77 @@ def build_parser() -> Parser:
     )
     generate.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
     add_config_options(generate, {"generate": GenerateConfig})
-    commands.add_parser("demo", help="the demo (tbptt demo --help)", add_help=False)
-    commands.add_parser(
-        "advise",
-        help="choose k: truncation bias and gradient flow of a run (tbptt advise --help)",
-        add_help=False,
-    )
+    add_demo_parser(commands)
+    add_advise_parser(commands)
+    parser.subcommands = commands.choices
     return parser
+
+
+def add_demo_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    """``tbptt demo``: its options (the demo itself is :mod:`tbptt.cli.demo`)."""
+    demo = commands.add_parser(
+        "demo",
+        help="train one LSTM under several truncations; compare accuracy, time and memory",
+        description=(
+            "Train one LSTM on delayed recall under several truncations TBPTT(k1, k2) and "
+            "full BPTT; print accuracy, time and activation memory against k2, and plot them."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument("--delay", type=count, default=10, help="the recall delay")
+    demo.add_argument("--epochs", type=count, default=10, help="passes over the data")
+    demo.add_argument("--sequences", type=count, default=256, help="training sequences, 32 a batch")
+    demo.add_argument("--seed", type=int, default=0, help="seeds data and weights")
+    demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    demo.add_argument("--threads", type=count, metavar="N", help=THREADS_HELP)
+    demo.add_argument("--out", default="runs/demo", help="where results.json and truncation.png go")
+
+
+def add_advise_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    """``tbptt advise``: its options (the command itself is :mod:`tbptt.cli.advise`)."""
+    advise = commands.add_parser(
+        "advise",
+        help="choose k: truncation bias and gradient flow of a trained run",
+        description=(
+            "Measure how far gradients flow back and how far each truncation TBPTT(k1, k2) "
+            "is from full BPTT on a sample of a run's data; recommend the smallest k2 "
+            "whose gradient has cosine >= --tolerance to the full one."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    advise.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
+    advise.add_argument(
+        "file", nargs="?", help="data like the run's (default: the run's validation data)"
+    )
+    advise.add_argument("--steps", type=count, default=256, help="steps in the sample")
+    advise.add_argument("--streams", type=count, default=8, help="streams in the sample")
+    advise.add_argument(
+        "--k",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="candidates TBPTT(k, k) (default: (k, k), (k/2, k) for k = 2, 4, ... < --steps)",
+    )
+    advise.add_argument(
+        "--pairs", nargs="+", default=[], metavar="K1:K2", help="candidates TBPTT(k1, k2) too"
+    )
+    advise.add_argument("--tolerance", type=float, default=0.95, help="cosine to the full gradient")
+    advise.add_argument(
+        "--ends", type=count, default=8, help="loss steps followed back for the flow"
+    )
+    advise.add_argument(
+        "--max-lag", type=count, help="follow gradients back this many steps (default: all)"
+    )
+    advise.add_argument(
+        "--checkpointed",
+        action="store_true",
+        help="compute the full reference gradient by checkpointed BPTT (less memory)",
+    )
+    advise.add_argument("--seed", type=int, help="a task run: the seed of the sample's data")
+    advise.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    advise.add_argument("--threads", type=count, metavar="N", help=THREADS_HELP)
+    advise.add_argument("--out", help="folder for advice.json and the plots (default: RUN/advice)")
+    advise.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -106,8 +179,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     settings = EvalConfig(**options_of(args).get("eval", {}))
     metrics = commands.evaluate(args.checkpoint, args.file, settings)
+    unknown = metrics.pop("unknown_tokens", None)
+    if unknown:
+        print(f"tbptt eval: {unknown_line(int(unknown), args.file)}", file=sys.stderr)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(metrics if unknown is None else {**metrics, "unknown_tokens": unknown}))
     else:
         print(format_record({"kind": "eval", **metrics}).strip())
     if not all(math.isfinite(value) for value in metrics.values()):
@@ -119,23 +195,50 @@ def run_generate(args: argparse.Namespace) -> int:
     from tbptt.cli import commands
 
     settings = GenerateConfig(**options_of(args).get("generate", {}))
-    print(commands.generate(args.checkpoint, settings))
+    text, unknown = commands.generate(args.checkpoint, settings)
+    if unknown:
+        print(f"tbptt generate: {unknown_line(unknown, 'the prompt')}", file=sys.stderr)
+    print(text)
     return 0
 
 
-HANDLERS = {"train": run_train, "eval": run_eval, "generate": run_generate}
-OWN_PARSERS = {"demo": "tbptt.cli.demo", "advise": "tbptt.cli.advise"}
-"""Subcommands that parse their own options: their modules, imported only when asked for."""
+def unknown_line(count: int, where: str) -> str:
+    """What to say of ``count`` tokens the run's vocabulary lacks, read as <unk>."""
+    verb = "is" if count == 1 else "are"
+    return (
+        f"{plural(count, 'token')} {verb} not in the run's vocabulary in {where}, read as <unk> "
+        "(--strict-vocabulary refuses them)"
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from tbptt.cli import demo
+
+    return demo.main(args)
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    from tbptt.cli import advise
+
+    return advise.main(args)
+
+
+HANDLERS = {
+    "train": run_train,
+    "eval": run_eval,
+    "generate": run_generate,
+    "demo": run_demo,
+    "advise": run_advise,
+}
+"""Each subcommand's handler; each imports its module (and torch) when it runs."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbptt`` command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        if arguments and arguments[0] in OWN_PARSERS:
-            return int(importlib.import_module(OWN_PARSERS[arguments[0]]).main(arguments[1:]))
         parser = build_parser()
-        args = parser.parse_args(arguments)
+        args = parser.parse_strictly(arguments)
         if args.command is None:
             parser.print_help()
             return 0

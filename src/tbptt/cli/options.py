@@ -5,6 +5,7 @@ the help and config files never drift apart; and a parser whose errors are one l
 from __future__ import annotations
 
 import argparse
+import difflib
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, Field, fields, is_dataclass
@@ -18,10 +19,38 @@ in the other (``--seed`` seeds training, ``--data-seed`` a task's data)."""
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: the problem and where to look."""
+    """An argument parser whose errors are one line: the problem and where to look;
+    a misspelt option gets the nearest one suggested."""
+
+    subcommands: dict[str, Parser] | None = None
+    """The subcommands' parsers, by name (on the ``tbptt`` parser)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def parse_strictly(self, arguments: list[str]) -> argparse.Namespace:
+        """The parsed ``arguments``; an unknown one is an error, from the subcommand's
+        parser that would have taken it, with the nearest option it has."""
+        args, unknown = self.parse_known_args(arguments)
+        if unknown:
+            command = getattr(args, "command", None)
+            parser = (self.subcommands or {}).get(command or "", self)
+            options = [name for action in parser._actions for name in action.option_strings]
+            close = difflib.get_close_matches(unknown[0].split("=")[0], options, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+        return args
+
+
+def count(text: str) -> int:
+    """An integer >= 1, as an argparse ``type``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
 
 
 def option_type(hint: Any) -> Callable[[str], Any]:
@@ -37,11 +66,13 @@ def option_type(hint: Any) -> Callable[[str], Any]:
 
 
 def help_text(doc: str, item: Field[Any], optional: bool) -> str:
-    """A field's help: its docstring, its default and how to unset it."""
+    """A field's help: its docstring with its default (unless the docstring says it,
+    or it is empty) and how to unset it, before the closing full stop."""
     text = doc.replace("%", "%%")
-    if item.default is not MISSING and item.default is not None:
+    if item.default is not MISSING and item.default not in (None, "") and "(default" not in doc:
         unset = "; 'none' unsets it" if optional else ""
-        text += f" (default: {item.default}{unset})"
+        stop = "." if text.endswith(".") else ""
+        text = f"{text.removesuffix('.')} (default: {item.default}{unset}){stop}"
     return text
 
 

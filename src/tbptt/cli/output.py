@@ -1,9 +1,11 @@
-"""What a command shows: a progress bar on stderr and one record per line on stdout."""
+"""What a command shows: a progress bar on stderr (only on a terminal) and one record
+per line on stdout."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -11,8 +13,33 @@ from tqdm import tqdm
 
 
 def format_value(value: Any) -> str:
-    """A number short enough for a log line."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A number short enough for a log line, never in exponent form from 0.001 up:
+    four significant digits, whole numbers from 10,000 (``153500``, not ``1.535e+05``)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 1e4:
+        return f"{value:.0f}"
+    return f"{value:.4g}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3e}"
+
+
+def plural(count: int, word: str) -> str:
+    """``1 update``, ``2 updates``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def progress_bar(total: int, unit: str, *, initial: int = 0, desc: str | None = None) -> tqdm[Any]:
+    """A progress bar on stderr, drawn only when stderr is a terminal (a log file gets
+    none), left on screen when it ends only if ``desc`` is unset."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit=unit,
+        desc=desc,
+        file=sys.stderr,
+        disable=None,  # None: off when the file is not a terminal
+        leave=desc is None,
+        dynamic_ncols=True,
+    )
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -33,28 +60,33 @@ class Output:
 
     def start(self, total: int, done: int) -> None:
         """Open the progress bar: ``total`` windows, ``done`` of them already."""
-        if self.mode == "text":  # disable=None: no bar when stderr is not a terminal
-            self.bar = tqdm(total=total, initial=done, unit="window", file=sys.stderr, disable=None)
+        if self.mode == "text":
+            self.bar = progress_bar(total, "window", initial=done)
+
+    def window(self, done: int, loss: float) -> None:
+        """Advance the bar to ``done`` windows, showing the last window's loss (the
+        trainer's ``progress``)."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)  # negative after a rollback
+            self.bar.set_postfix(loss=format_value(loss), refresh=False)
 
     def record(self, record: dict[str, Any]) -> None:
         """Show one record the trainer logged (a trainer callback)."""
         if self.mode == "jsonl":
             print(json.dumps(record), flush=True)
         elif self.mode == "text":
-            if self.bar is not None:
-                self.bar.update(max(record["window"] - self.bar.n, 0))
-                if "loss" in record:  # advice and rollback records have none
-                    self.bar.set_postfix(loss=format_value(record["loss"]), refresh=False)
             tqdm.write(format_record(record), file=sys.stdout)
 
-    def finish(self, result: dict[str, Any]) -> None:
-        """Close the bar and show the final metrics."""
+    def finish(self, result: dict[str, Any], kind: str = "final") -> None:
+        """Close the bar and show the run's last metrics as a record of ``kind``
+        (``final``, or ``stopped`` for a run a signal stopped)."""
         if self.bar is not None:
             self.bar.close()
+        record = {"kind": kind, **{key: value for key, value in result.items() if key != "kind"}}
         if self.mode == "jsonl":
-            print(json.dumps({"kind": "final", **result}), flush=True)
+            print(json.dumps(record), flush=True)
         elif self.mode == "text":
-            print(format_record({"kind": "final", **result}), flush=True)
+            print(format_record(record), flush=True)
 
     def note(self, text: str) -> None:
         """A remark for the person at the terminal (stderr; not in quiet mode)."""

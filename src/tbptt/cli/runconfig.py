@@ -5,9 +5,14 @@ the field). Those docstrings are the single source of the command line's help te
 (:func:`field_docs`), and the field types are the single source of how options and
 file values are checked (:func:`convert`), so help, files and checks never drift
 apart. A config file has the sections ``[model]``, ``[data]`` and ``[train]`` and the
-top-level key ``run_dir``; a run's resolved ``config.json`` is a valid config file too.
+top-level keys ``run_dir`` and ``threads``; a run's resolved ``config.json`` is a valid
+config file too.
 
 Precedence: the fields' defaults, then the file, then command-line options.
+
+The names a field may take (cells, tasks, devices) come from modules that import
+torch, so they are imported where a config is checked: the parser, built from these
+classes, then loads without torch (``tbptt --help`` answers at once).
 """
 
 from __future__ import annotations
@@ -26,13 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbptt.data.tasks import TASKS
-from tbptt.data.text import LEVELS
-from tbptt.data.tokens import RAW_DTYPES
-from tbptt.devices import parse_device
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
-from tbptt.models.recurrent import CELLS
 from tbptt.training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -66,6 +66,8 @@ class ModelConfig:
     models only, with embedding_size equal to hidden_size."""
 
     def __post_init__(self) -> None:
+        from tbptt.models.recurrent import CELLS
+
         one_of("cell", self.cell, CELLS)
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
@@ -85,7 +87,9 @@ class DataConfig:
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
     """A built-in long-dependency task: adding, copy, recall, temporal_order,
-    embedded_reber or mackey_glass."""
+    embedded_reber or mackey_glass. Its accuracy counts every step, blanks included;
+    the task's own metric (copy_memory_accuracy, ...), reported at the end, counts only
+    the steps that test memory."""
     level: str = "char"
     """Text: tokens are characters (char), or words and newlines (word)."""
     min_count: int = 1
@@ -118,6 +122,10 @@ class DataConfig:
     """Task: seeds the training data; validation data uses seed + 1."""
 
     def __post_init__(self) -> None:
+        from tbptt.data.tasks import TASKS
+        from tbptt.data.text import LEVELS
+        from tbptt.data.tokens import RAW_DTYPES
+
         given = [name for name in SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
             got = "none" if not given else " and ".join(f"--{name}" for name in given)
@@ -158,6 +166,12 @@ class RunConfig:
     run_dir: str | None = None
     """Where the config, metrics, checkpoints and plots go (default: runs/ and the
     data's name)."""
+    threads: int | None = None
+    """CPU threads for torch (default: 1, the fastest for small models and on a busy
+    machine; more pay only for a large model on an otherwise idle machine)."""
+
+    def __post_init__(self) -> None:
+        at_least(1, threads=self.threads)
 
 
 @dataclass
@@ -170,11 +184,17 @@ class EvalConfig:
     """Task: generate the evaluation data from this seed (default: the run's seed + 1)."""
     device: str = "cpu"
     """cpu, cuda or cuda:N."""
+    strict_vocabulary: bool = False
+    """Refuse text with tokens the run's vocabulary lacks (default: read them as <unk>
+    and say how many)."""
+    threads: int | None = None
+    """CPU threads for torch (default: 1, the fastest for small models and on a busy
+    machine; more pay only for a large model on an otherwise idle machine)."""
 
     def __post_init__(self) -> None:
-        at_least(1, batch_size=self.batch_size)
+        at_least(1, batch_size=self.batch_size, threads=self.threads)
         at_least(0, seed=self.seed)
-        parse_device(self.device)
+        check_device(self.device)
 
 
 @dataclass
@@ -195,19 +215,32 @@ class GenerateConfig:
     """Seeds the sampling: the same seed gives the same text."""
     device: str = "cpu"
     """cpu, cuda or cuda:N."""
+    strict_vocabulary: bool = False
+    """Refuse text with tokens the run's vocabulary lacks (default: read them as <unk>
+    and say how many)."""
+    threads: int | None = None
+    """CPU threads for torch (default: 1, the fastest for small models and on a busy
+    machine; more pay only for a large model on an otherwise idle machine)."""
 
     def __post_init__(self) -> None:
         at_least(0, length=self.length)
-        at_least(1, top_k=self.top_k)
+        at_least(1, top_k=self.top_k, threads=self.threads)
         if not 0 <= self.temperature < math.inf:
             raise TBPTTError(f"temperature must be finite and >= 0, got {self.temperature}")
-        parse_device(self.device)
+        check_device(self.device)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 """The sections of a config file, by name."""
-TOP_LEVEL = ("run_dir",)
+TOP_LEVEL = ("run_dir", "threads")
 """Keys of a config file outside the sections."""
+
+
+def check_device(name: str) -> None:
+    """Refuse a name that is not a device tbptt runs on."""
+    from tbptt.devices import parse_device
+
+    parse_device(name)
 
 
 def one_of(name: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -327,7 +360,8 @@ def check_document(document: dict[str, Any], where: str) -> dict[str, dict[str, 
         elif key in SECTIONS:
             raise TBPTTError(f"{where}: {key} must be a section [{key}], got {value!r}")
         elif key in TOP_LEVEL:
-            checked["run"][key] = convert(value, str | None, f"{where}: {key}")
+            key_type = typing.get_type_hints(RunConfig)[key]
+            checked["run"][key] = convert(value, key_type, f"{where}: {key}")
         else:
             hint = nearest(key, [*SECTIONS, *TOP_LEVEL])
             raise TBPTTError(f"{where}: unknown key {key!r} at the top level; {hint}")

@@ -21,6 +21,7 @@ The right k changes as a model learns: rerun it on a checkpoint during training.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from torch import Tensor, nn
@@ -124,6 +125,7 @@ def advise(
     num_ends: int = 8,
     max_lag: int | None = None,
     checkpoint: bool | int = False,
+    progress: Callable[[], None] | None = None,
 ) -> Advice:
     """Measure gradient flow and truncation bias on one sample and recommend k.
 
@@ -137,6 +139,8 @@ def advise(
         num_ends, max_lag: loss steps followed back for the gradient flow, and how
             far (see :func:`gradient_flow`).
         checkpoint: compute the full reference gradient by checkpointed BPTT.
+        progress: called after each measurement: the gradient flow, the full
+            gradient, then each truncation's (``len(truncations) + 2`` calls).
     """
     check_tolerance(tolerance)
     steps = inputs.shape[0]
@@ -148,8 +152,17 @@ def advise(
         flow = gradient_flow(
             model, inputs, targets, loss_fn, num_ends=num_ends, max_lag=max_lag, **options
         )
+        if progress is not None:
+            progress()
         rows, full = truncation_bias(
-            model, inputs, targets, loss_fn, candidates, checkpoint=checkpoint, **options
+            model,
+            inputs,
+            targets,
+            loss_fn,
+            candidates,
+            checkpoint=checkpoint,
+            progress=progress,
+            **options,
         )
     finally:
         model.train(training)
@@ -224,7 +237,8 @@ def verdict(advice: Advice) -> str:
     lines = [
         f"gradient flow: ||dL/dh|| changes by {rho:.3f} per step back (gradients {trend}); "
         f"90% of it within {flow.mass_lag(0.9)} steps, 99% within {flow.mass_lag(0.99)}",
-        f"dependency length at cosine {advice.tolerance}: {advice.horizon} steps measured, "
+        f"dependency length at cosine {advice.tolerance}: {advice.horizon} "
+        f"step{'' if advice.horizon == 1 else 's'} measured, "
         + (
             "none by the geometric fit (rho >= 1)"
             if geometric is None

@@ -16,6 +16,7 @@ the number of windows: cosines agree, relative errors would not.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -133,6 +134,7 @@ def truncation_bias(
     resets: Tensor | None = None,
     mask: Tensor | None = None,
     checkpoint: bool | int = False,
+    progress: Callable[[], None] | None = None,
 ) -> tuple[list[Bias], Truncated]:
     """The bias of each TBPTT(k1, k2) in ``truncations`` on one sample, and the full
     BPTT gradient it is measured against (its time and memory are the baseline).
@@ -140,15 +142,19 @@ def truncation_bias(
     ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``, ``resets, mask: (T, B)``. Call
     ``model.eval()`` first if it has dropout. ``checkpoint=True`` computes the full
     gradient by checkpointed BPTT (for samples whose full BPTT does not fit in memory);
-    its time and memory are then those of checkpointed BPTT.
+    its time and memory are then those of checkpointed BPTT. ``progress`` is called
+    after each gradient (the full one, then one per truncation).
     """
+    tick = progress or (lambda: None)
     options = {"state": state, "resets": resets, "mask": mask}
     full = truncated_gradient(
         model, inputs, targets, loss_fn, None, checkpoint=checkpoint, **options
     )
+    tick()
     steps = inputs.shape[0]
-    rows = [
-        compare(truncated_gradient(model, inputs, targets, loss_fn, k1, k2, **options), full, steps)
-        for k1, k2 in truncations
-    ]
+    rows = []
+    for k1, k2 in truncations:
+        gradient = truncated_gradient(model, inputs, targets, loss_fn, k1, k2, **options)
+        rows.append(compare(gradient, full, steps))
+        tick()
     return rows, full

@@ -9,9 +9,27 @@ PyTorch Lightning (``lightning``, imported only when asked for: Lightning is opt
 
 What it may import: the engine, :mod:`tbptt.data`, :mod:`tbptt.models`,
 :mod:`tbptt.diagnostics` and the shared top-level modules; never :mod:`tbptt.cli`.
+
+The package imports its modules when first asked for (PEP 562), so that
+``tbptt.training.config`` loads without torch (``tbptt --help`` needs only the config).
 """
 
-from tbptt.training.config import TrainConfig
-from tbptt.training.trainer import Trainer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tbptt.training.config import TrainConfig
+    from tbptt.training.trainer import Trainer
+
+LAZY = {"TrainConfig": "tbptt.training.config", "Trainer": "tbptt.training.trainer"}
+"""Each public name and the module that defines it."""
 
 __all__ = ["TrainConfig", "Trainer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

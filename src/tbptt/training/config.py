@@ -4,26 +4,31 @@ Every field has a docstring (the command line's help text, :mod:`tbptt.cli.runco
 is checked when the config is made, so a bad setting fails before a run starts. The
 config also says how long the training batches are (:meth:`TrainConfig.batch_steps`)
 and builds the engine for its truncation (:meth:`TrainConfig.runner`).
+
+The module imports torch only where a config is checked or used, so that the command
+line builds its parser from :class:`TrainConfig` (``tbptt train --help``) without it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from tbptt.devices import parse_device
-from tbptt.engine import LossFn, Runner
-from tbptt.engine.windows import RandomTruncation, Stride, check_truncation
 from tbptt.errors import TBPTTError
-from tbptt.training.precision import PRECISIONS
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tbptt.engine import LossFn, Runner
+    from tbptt.engine.windows import Stride
+
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+"""Each optimizer's name in ``torch.optim``."""
 SCHEDULES = ("constant", "cosine")
 RANDOM_BATCH_WINDOWS = 8
-"""Windows of mean length per training batch under randomised truncation."""
+"""Windows of mean length per training batch under randomised truncation (the
+``k1_std`` docstring, the option's help, says 8)."""
 
 
 @dataclass
@@ -38,9 +43,8 @@ class TrainConfig:
     """Randomised truncation (AWD-LSTM): draw each window's k1 from N(k1, k1_std)
     (from N(k1 / 2, k1_std) one time in 20), keep k2 - k1 steps of overlap, and scale
     that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
-    training data then comes in batches of ``RANDOM_BATCH_WINDOWS * k1`` steps, so
-    the draws follow each other along the streams and only a batch's last window
-    is cut short."""
+    training data then comes in batches of 8 k1 steps, so the draws follow each
+    other along the streams and only a batch's last window is cut short."""
     checkpoint_activations: bool = False
     """Keep only the state every ~sqrt(window) steps and recompute the rest in the
     backward pass: the same gradients in far less memory, one more forward pass
@@ -96,6 +100,10 @@ class TrainConfig:
     compile, which takes a while)."""
 
     def __post_init__(self) -> None:
+        from tbptt.devices import parse_device
+        from tbptt.engine.windows import check_truncation
+        from tbptt.training.precision import PRECISIONS
+
         check_truncation(self.k1, self.k2)
         segment = self.checkpoint_segment
         if segment is not None and (segment < 1 or not self.checkpoint_activations):
@@ -151,6 +159,9 @@ class TrainConfig:
 
     def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
         """The engine for these settings."""
+        from tbptt.engine import Runner
+        from tbptt.engine.windows import RandomTruncation
+
         k1: Stride = self.k1
         if self.k1_std is not None and self.k1 is not None:
             k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)

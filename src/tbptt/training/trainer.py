@@ -63,6 +63,8 @@ class Trainer(Resumable):
         extra: plain data saved in every checkpoint (the resolved config, the
             vocabulary), for whoever loads it.
         callbacks: called with every record (a dict) as it is logged.
+        progress: called after every update with the updates made so far and that
+            window's mean loss (a progress bar's feed; rank 0 only).
 
     The latest checkpoint is also kept in host memory (as bytes), the point a
     rollback returns to, so recovery needs no disk and works without ``run_dir``.
@@ -85,6 +87,7 @@ class Trainer(Resumable):
         run_dir: str | Path | None = None,
         extra: dict[str, Any] | None = None,
         callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
+        progress: Callable[[int, float], None] | None = None,
     ) -> None:
         if metrics not in METRICS:
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
@@ -99,13 +102,14 @@ class Trainer(Resumable):
         self.precision = MixedPrecision(config.precision, self.device)
         forward: Any = torch.compile(self.model) if config.compile else self.model
         self.runner = config.runner(forward, loss_fn)
-        self.optimizer = OPTIMIZERS[config.optimizer](
+        self.optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = self._schedule()
         self.run_dir = None if run_dir is None else Path(run_dir)
         main = distributed.is_main()
         self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
+        self.progress = progress if main else None
         if self.run_dir is not None and main:  # what a crash cut short (the targets are whole)
             for folder in (self.run_dir, self.run_dir / "checkpoints"):
                 remove_temporaries(folder)
@@ -211,8 +215,11 @@ class Trainer(Resumable):
             self._step(window.lr_scale)
             self.scheduler.step()
             self.window += 1
-            self._loss_sum += float(mean) * int(count)
+            loss_value = float(mean)
+            self._loss_sum += loss_value * int(count)
             self._loss_count += int(count)
+            if self.progress is not None:
+                self.progress(self.window, loss_value)
 
     def _step(self, lr_scale: float) -> None:
         """An optimizer step with the learning rate scaled by ``lr_scale`` for it alone
@@ -346,15 +353,20 @@ class Trainer(Resumable):
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, streams: Streams) -> dict[str, float]:
+    def evaluate(
+        self, streams: Streams, progress: Callable[[int], None] | None = None
+    ) -> dict[str, float]:
         """Metrics over ``streams`` with the state carried across batches and no
-        truncation, so the loss does not depend on k (``semantics.md``)."""
+        truncation, so the loss does not depend on k (``semantics.md``); ``progress``
+        is called with the batches done after each."""
         self.model.eval()
         state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
-        for batch in streams.batches(0):
+        for done, batch in enumerate(streams.batches(0), start=1):
             batch = batch.to(self.device)
             outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
             add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+            if progress is not None:
+                progress(done)
         totals = distributed.sum_values(totals)
         count = max(totals["count"], 1.0)
         loss = totals["loss"] / count
