@@ -209,6 +209,14 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--hidden-size", "0"],
         ("hidden_size must be >= 1, got 0",),
     ),
+    "unknown initialisation": (
+        ["train", "--text", "corpus.txt", *NEW, "--init", "uniform"],
+        ("init 'uniform' is unknown", "uniform:A"),
+    ),
+    "forget bias for a GRU": (
+        ["train", "--text", "corpus.txt", *NEW, "--cell", "gru", "--forget-bias", "1"],
+        ("forget_bias is for an LSTM", "--cell lstm"),
+    ),
     "negative batch size": (
         ["train", "--text", "corpus.txt", *NEW, "--batch-size", "-1"],
         ("batch_size must be >= 1, got -1",),

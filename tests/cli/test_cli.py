@@ -174,6 +174,19 @@ def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(tmp_path,
         assert torch.equal(whole[name], parts[name]), name
 
 
+def test_initialisation_options_reach_the_model_and_its_saved_config(tmp_path, text_file):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--text", str(text_file), "--k1", "6", *TINY_MODEL, "--lr", "1e-9"]
+    arguments += ["--init", "uniform:0.05", "--forget-bias", "2", "--max-windows", "1"]
+    assert main([*arguments, "--optimizer", "sgd", "--run-dir", str(run_dir)]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())["model"]
+    assert (saved["init"], saved["forget_bias"]) == ("uniform:0.05", 2.0)
+    weights = trained_parameters(run_dir)  # one SGD step at lr 1e-9 moves nothing visibly
+    assert float(weights["head.weight"].abs().max()) <= 0.05 + 1e-6
+    forget = weights["rnn.bias_ih_l0"][12:24] + weights["rnn.bias_hh_l0"][12:24]
+    torch.testing.assert_close(forget, torch.full((12,), 2.0))
+
+
 def test_a_config_file_sets_options_and_the_command_line_overrides_it(tmp_path, text_file):
     config = tmp_path / "run.toml"
     config.write_text(

@@ -74,6 +74,8 @@ def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
         embedding_size=config.embedding_size,
         dropout=config.dropout,
         tie_weights=config.tie_weights,
+        init=config.init,
+        forget_bias=config.forget_bias,
         vocab_size=sizes.get("vocab_size"),
         input_size=sizes.get("input_size"),
         output_size=sizes.get("output_size"),

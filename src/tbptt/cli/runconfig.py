@@ -32,7 +32,7 @@ from tbptt.data.tokens import RAW_DTYPES
 from tbptt.devices import parse_device
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
-from tbptt.models.recurrent import CELLS
+from tbptt.models.recurrent import CELLS, parse_init
 from tbptt.training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -64,9 +64,24 @@ class ModelConfig:
     tie_weights: bool = False
     """Share the embedding matrix with the output layer (Press & Wolf 2017); language
     models only, with embedding_size equal to hidden_size."""
+    init: str = "torch"
+    """Initialisation: torch (PyTorch's defaults), uniform:A (embedding and output
+    weights from U(-A, A), output bias 0, as pytorch/examples with A = 0.1) or
+    orthogonal (each gate's recurrent matrix orthogonal)."""
+    forget_bias: float | None = None
+    """LSTM: the forget gates' starting bias (1 keeps the memory early in training,
+    Jozefowicz et al. 2015; default: PyTorch's)."""
 
     def __post_init__(self) -> None:
         one_of("cell", self.cell, CELLS)
+        parse_init(self.init)
+        if self.forget_bias is not None and (
+            self.cell != "lstm" or not math.isfinite(self.forget_bias)
+        ):
+            raise TBPTTError(
+                f"forget_bias is for an LSTM and must be finite, got {self.forget_bias} "
+                f"with cell {self.cell}; drop it or use --cell lstm"
+            )
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
         if not 0.0 <= self.dropout < 1.0:

@@ -8,6 +8,7 @@ layers and a linear head to outputs ``(T, B, output_size)``. State is batch-firs
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,11 @@ from tbptt.models.segments import RNNState, Segments
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 RESET_STRATEGIES = ("auto", "split", "packed")
+
+INITS = ("torch", "uniform:A", "orthogonal")
+"""Initialisations: PyTorch's defaults; the embedding and head weights drawn from
+U(-A, A) and the head bias zero (pytorch/examples' word language model, Zaremba et
+al. 2014); each gate's hidden-to-hidden matrix orthogonal (Saxe et al. 2014)."""
 
 CPU_CHUNK_STEPS = 16
 """Steps per call of a packed RNN on the CPU (see ``Segments.run``)."""
@@ -41,6 +47,11 @@ class RecurrentNetwork(nn.Module):
         dropout: dropout on the embedding, between layers and before the head.
         tie_weights: share the embedding matrix with the head (Press & Wolf 2017);
             needs ``embedding_size == hidden_size``.
+        init: ``"torch"`` (PyTorch's defaults), ``"uniform:A"`` or ``"orthogonal"``
+            (see ``INITS``).
+        forget_bias: LSTMs only: start every forget gate's bias at this value
+            (Jozefowicz et al. 2015 recommend 1), so the cell keeps its memory early in
+            training; PyTorch's two bias vectors sum to it.
         reset_strategy: how resets inside a window run, all exact:
             ``"split"``: one fused call between consecutive steps where some stream
             resets (fastest on CPU, where the fused kernel beats the packed one);
@@ -61,6 +72,8 @@ class RecurrentNetwork(nn.Module):
         embedding_size: int | None = None,
         dropout: float = 0.0,
         tie_weights: bool = False,
+        init: str = "torch",
+        forget_bias: float | None = None,
         reset_strategy: str = "auto",
     ) -> None:
         super().__init__()
@@ -89,6 +102,34 @@ class RecurrentNetwork(nn.Module):
                     "tie_weights needs token inputs (vocab_size) and embedding_size == hidden_size"
                 )
             self.head.weight = self.embedding.weight
+        self.initialize(init, forget_bias)
+
+    def initialize(self, init: str, forget_bias: float | None = None) -> None:
+        """Initialise the parameters by ``init`` (see ``INITS``; ``"torch"`` keeps what
+        the layers drew), then set the LSTM's forget-gate biases to ``forget_bias`` if
+        given. Draws from the global RNG."""
+        bound = parse_init(init)
+        if forget_bias is not None and (self.cell != "lstm" or not math.isfinite(forget_bias)):
+            raise TBPTTError(
+                f"forget_bias is for LSTMs and must be finite, got {forget_bias} with "
+                f"cell {self.cell!r}; drop it or use cell lstm"
+            )
+        with torch.no_grad():
+            if bound is not None:
+                if self.embedding is not None:
+                    nn.init.uniform_(self.embedding.weight, -bound, bound)
+                nn.init.uniform_(self.head.weight, -bound, bound)
+                nn.init.zeros_(self.head.bias)
+            if init == "orthogonal":
+                for layer in range(self.num_layers):
+                    weight = getattr(self.rnn, f"weight_hh_l{layer}")
+                    for gate in weight.split(self.hidden_size):
+                        nn.init.orthogonal_(gate)
+            if forget_bias is not None:
+                forget = slice(self.hidden_size, 2 * self.hidden_size)  # gates i, f, g, o
+                for layer in range(self.num_layers):
+                    getattr(self.rnn, f"bias_ih_l{layer}")[forget] = forget_bias
+                    getattr(self.rnn, f"bias_hh_l{layer}")[forget] = 0.0
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -141,6 +182,24 @@ class RecurrentNetwork(nn.Module):
         chunk_steps = None if features.is_cuda else CPU_CHUNK_STEPS
         outputs, final = segments.run(self.rnn, features, starts, chunk_steps)
         return outputs, map_pair(segments.end_state, final)
+
+
+def parse_init(init: str) -> float | None:
+    """The bound A of ``"uniform:A"``, ``None`` for the other choices of ``INITS``;
+    raises a one-line error for anything else."""
+    if init in ("torch", "orthogonal"):
+        return None
+    name, _, value = init.partition(":")
+    try:
+        bound = float(value) if name == "uniform" else math.nan
+    except ValueError:
+        bound = math.nan
+    if not 0.0 < bound < math.inf:
+        raise TBPTTError(
+            f"init {init!r} is unknown: choose torch, orthogonal or uniform:A with a "
+            "finite A > 0 (uniform:0.1 is pytorch/examples')"
+        )
+    return bound
 
 
 def run_split(
