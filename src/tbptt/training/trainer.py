@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("language", "regression", "classification")
 
+EVAL_SLICE_STEPS = 32
+"""Steps per model call in evaluation: at most the outputs of a training window of
+k1 >= 32 steps (which also keeps their gradient), whatever the batch's length."""
+
 
 class Trainer(Resumable):
     """Trains ``model`` on ``train`` streams with TBPTT(k1, k2).
@@ -348,13 +352,19 @@ class Trainer(Resumable):
     @torch.no_grad()
     def evaluate(self, streams: Streams) -> dict[str, float]:
         """Metrics over ``streams`` with the state carried across batches and no
-        truncation, so the loss does not depend on k (``semantics.md``)."""
+        truncation, so the loss does not depend on k (``semantics.md``).
+
+        Each batch runs in slices of ``EVAL_SLICE_STEPS`` steps, the state carried
+        between them: the same metrics as one call per batch, with the outputs of
+        only one slice alive at a time (a language model's ``(T, B, V)`` logits and
+        the loss's copy of them are the bulk of evaluation's memory)."""
         self.model.eval()
         state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
         for batch in streams.batches(0):
             batch = batch.to(self.device)
-            outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
-            add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+            for piece in batch.slices(EVAL_SLICE_STEPS):
+                outputs, state = unroll(self.model, piece.inputs, state, piece.resets)
+                add_totals(totals, outputs, piece, self.loss_fn(outputs, piece.targets))
         totals = distributed.sum_values(totals)
         count = max(totals["count"], 1.0)
         loss = totals["loss"] / count
