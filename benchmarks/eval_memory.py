@@ -15,7 +15,8 @@ The model is the example's: a 2-layer LSTM of 200 units on WikiText-2's vocabula
 size (33,278). Memory depends on the sizes only, so the tokens are random ids. The
 peak is the kernel's high-water mark of resident memory (VmHWM, reset after the model
 and the trainer are built and the kernels warmed up) above the resident memory then:
-what the phase itself allocates. The time is CPU time on one thread. Phases are interleaved over ``--repeats``; the report is the median.
+what the phase itself allocates. The time is CPU time on one thread. Phases are
+interleaved over ``--repeats``; the report is the median.
 
     python benchmarks/eval_memory.py                 # about 3 minutes on a 2-core CPU
     python benchmarks/eval_memory.py --quick         # seconds: a smoke run
