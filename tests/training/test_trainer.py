@@ -110,6 +110,47 @@ def test_a_batch_slices_into_consecutive_views():
         list(batch.slices(0))
 
 
+def test_the_plateau_schedule_divides_the_rate_after_each_evaluation_that_does_not_improve():
+    trainer = make_trainer(
+        None, schedule="plateau", lr=0.08, eval_every=1, max_windows=6, log_every=100,
+        plateau_factor=4.0, plateau_min_lr=0.004,
+    )  # fmt: skip
+    scripted, seen = iter([3.0, 2.0, 2.5, 2.2, 1.0, 1.5]), []
+
+    def evaluate(streams):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])  # the rate before this one
+        return {"loss": next(scripted)}
+
+    trainer.evaluate = evaluate
+    trainer.fit()
+    # better, better, worse (/4), worse than the best 2.0 (/4), better, worse (floor)
+    assert seen == pytest.approx([0.08, 0.08, 0.08, 0.02, 0.005, 0.005], rel=1e-12)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.004, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"schedule": "plateau", "plateau_factor": 1.0}, "plateau_factor divides"),
+        ({"schedule": "plateau", "plateau_min_lr": -1.0}, "plateau_min_lr must be"),
+    ],
+)
+def test_impossible_plateau_settings_are_refused(settings, message):
+    with pytest.raises(TBPTTError, match=message):
+        TrainConfig(**settings)
+
+
+def test_the_plateau_schedule_needs_validation_streams():
+    tokens = torch.arange(300) % 5
+    with pytest.raises(TBPTTError, match="plateau schedule follows the validation loss"):
+        Trainer(
+            tbptt.models.GRU(4, vocab_size=5),
+            tbptt.losses.cross_entropy,
+            Streams.language_model(tokens, 2, 5),
+            TrainConfig(k1=5, schedule="plateau"),
+        )
+
+
 def test_regression_and_classification_metrics():
     data = tasks.adding(32, 20, seed=0)
     streams = Streams(
@@ -129,8 +170,13 @@ def test_regression_and_classification_metrics():
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"k1_std": 1.0, "checkpoint_activations": True}, {"advise_every": 4}],
-    ids=["fixed", "random-k1-checkpointed", "k2-advised"],
+    [
+        {},
+        {"k1_std": 1.0, "checkpoint_activations": True},
+        {"advise_every": 4},
+        {"schedule": "plateau", "eval_every": 2, "lr": 0.05, "plateau_factor": 2.0},
+    ],
+    ids=["fixed", "random-k1-checkpointed", "k2-advised", "plateau"],
 )
 def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, overrides, number):
     uninterrupted = make_trainer(tmp_path / "whole", **overrides)

@@ -21,7 +21,7 @@ from tbptt.errors import TBPTTError
 from tbptt.training.precision import PRECISIONS
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "plateau")
 RANDOM_BATCH_WINDOWS = 8
 """Windows of mean length per training batch under randomised truncation."""
 
@@ -75,7 +75,13 @@ class TrainConfig:
     max_rollbacks: int = 3
     """Rollbacks after which a run that still diverges stops with an error."""
     schedule: str = "constant"
-    """Learning-rate schedule: constant, or cosine decay to zero over the run."""
+    """Learning-rate schedule: constant; cosine decay to zero over the run; or plateau:
+    divide it by plateau_factor after every evaluation that does not improve on the
+    best validation loss (pytorch/examples' word language model, Zaremba et al.)."""
+    plateau_factor: float = 4.0
+    """With the plateau schedule: what the learning rate is divided by (> 1)."""
+    plateau_min_lr: float = 0.0
+    """With the plateau schedule: the learning rate never falls below this."""
     eval_every: int = 0
     """Updates between evaluations on the validation streams (0: after each epoch)."""
     patience: int | None = None
@@ -137,6 +143,13 @@ class TrainConfig:
             raise TBPTTError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
+        if not 1 < self.plateau_factor < math.inf:
+            raise TBPTTError(
+                f"plateau_factor divides the learning rate: it must be finite and > 1, "
+                f"got {self.plateau_factor}"
+            )
+        if not 0 <= self.plateau_min_lr < math.inf:
+            raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
         if self.schedule not in SCHEDULES:
             raise TBPTTError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"

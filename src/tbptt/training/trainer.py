@@ -94,6 +94,8 @@ class Trainer(Resumable):
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
         if config.advise_every is not None and validation is None:
             raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
+        if config.schedule == "plateau" and validation is None:
+            raise TBPTTError("the plateau schedule follows the validation loss: give validation")
         torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
         self.device = distributed.device(str(device_of(config.device)))
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
@@ -124,7 +126,8 @@ class Trainer(Resumable):
         """The update after which the last evaluation ran (-1: none in this process)."""
 
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
-        """Constant, or cosine decay to zero over the expected updates, then zero."""
+        """Constant (plateau lowers its base at evaluations), or cosine decay to zero
+        over the expected updates, then zero."""
         total = max(self.config.max_windows or self.config.epochs * self._updates_per_epoch(), 1)
         if self.config.schedule == "cosine":
             return torch.optim.lr_scheduler.LambdaLR(
@@ -347,7 +350,17 @@ class Trainer(Resumable):
             self.save("best")
         else:
             self.stale_evals += 1
+            if self.config.schedule == "plateau":
+                self._lower_on_plateau()
         return metrics
+
+    def _lower_on_plateau(self) -> None:
+        """Divide the learning rate by ``plateau_factor``, not below ``plateau_min_lr``;
+        the optimizer and schedule hold it, so checkpoints keep it."""
+        lr, floor = self.optimizer.param_groups[0]["lr"], self.config.plateau_min_lr
+        ratio = max(1.0 / self.config.plateau_factor, min(floor / lr, 1.0))
+        lowered = scale_learning_rate(self.optimizer, self.scheduler, ratio)
+        logger.info("validation loss did not improve: learning rate %.3g -> %.3g", lr, lowered)
 
     @torch.no_grad()
     def evaluate(self, streams: Streams) -> dict[str, float]:
