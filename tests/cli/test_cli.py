@@ -161,9 +161,17 @@ def trained_parameters(run_dir):
     return checkpoints.load(run_dir / "checkpoints" / "latest.pt")["model"]
 
 
-def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(tmp_path, text_file):
+AWD_OPTIONS = ["--embedding-dropout", "0.1", "--input-dropout", "0.3", "--hidden-dropout", "0.2"]
+AWD_OPTIONS += ["--output-dropout", "0.2", "--weight-drop", "0.4", "--num-layers", "2"]
+
+
+@pytest.mark.parametrize("options", [[], AWD_OPTIONS], ids=["dropout", "awd-lstm"])
+def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(
+    tmp_path, text_file, options
+):
     common = ["train", "--text", str(text_file), "--k1", "6", "--k2", "9", "--dropout", "0.1"]
     common += [*TINY_MODEL, "--batch-size", "3", "--epochs", "2", "--checkpoint-every", "1"]
+    common += options
     assert main([*common, "--run-dir", str(tmp_path / "whole")]) == 0
     assert main([*common, "--run-dir", str(tmp_path / "parts"), "--max-windows", "7"]) == 0
     resume = ["train", "--resume", str(tmp_path / "parts"), "--max-windows", "1000", "--quiet"]

@@ -47,6 +47,16 @@ PATH_FIELDS = ("text", "csv", "tokens", "vocabulary")
 """Fields that name files: made absolute in a resolved config."""
 
 
+AWD_DROPOUTS = (
+    "embedding_dropout",
+    "input_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "weight_drop",
+)
+"""AWD-LSTM's dropout probabilities of :class:`ModelConfig` (with ``weight_drop``)."""
+
+
 @dataclass
 class ModelConfig:
     """The recurrent network."""
@@ -71,6 +81,19 @@ class ModelConfig:
     forget_bias: float | None = None
     """LSTM: the forget gates' starting bias (1 keeps the memory early in training,
     Jozefowicz et al. 2015; default: PyTorch's)."""
+    embedding_dropout: float = 0.0
+    """AWD-LSTM: drop whole words (rows of the embedding), once per window; token
+    inputs only (AWD-LSTM's dropoute, 0.1)."""
+    input_dropout: float = 0.0
+    """AWD-LSTM: locked dropout on the inputs, one mask per stream for the whole
+    window (dropouti, 0.65)."""
+    hidden_dropout: float = 0.0
+    """AWD-LSTM: locked dropout between the recurrent layers (dropouth, 0.3)."""
+    output_dropout: float = 0.0
+    """AWD-LSTM: locked dropout on the last layer's outputs (dropout, 0.4)."""
+    weight_drop: float = 0.0
+    """AWD-LSTM: DropConnect on the hidden-to-hidden weights, once per window
+    (wdrop, 0.5)."""
 
     def __post_init__(self) -> None:
         one_of("cell", self.cell, CELLS)
@@ -84,8 +107,9 @@ class ModelConfig:
             )
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
-        if not 0.0 <= self.dropout < 1.0:
-            raise TBPTTError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", *AWD_DROPOUTS):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TBPTTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass
