@@ -175,8 +175,9 @@ def test_regression_and_classification_metrics():
         {"k1_std": 1.0, "checkpoint_activations": True},
         {"advise_every": 4},
         {"schedule": "plateau", "eval_every": 2, "lr": 0.05, "plateau_factor": 2.0},
+        {"optimizer": "ntasgd", "nonmono": 1, "eval_every": 2, "lr": 0.5},  # averages from 7
     ],
-    ids=["fixed", "random-k1-checkpointed", "k2-advised", "plateau"],
+    ids=["fixed", "random-k1-checkpointed", "k2-advised", "plateau", "ntasgd"],
 )
 def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, overrides, number):
     uninterrupted = make_trainer(tmp_path / "whole", **overrides)
@@ -193,6 +194,11 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
     assert resumed.window == WINDOWS
     assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
     assert logged_windows(tmp_path / "run") == logged_windows(tmp_path / "whole")
+    if uninterrupted.averaging is not None:  # NT-ASGD's average, started before the stop
+        assert (
+            stopped.averaging.started and resumed.averaging.losses == uninterrupted.averaging.losses
+        )
+        assert_same_parameters(resumed.averaging.average, uninterrupted.averaging.average)
     if not overrides:  # a batch of k1 steps: one record per window, once each
         assert logged_windows(tmp_path / "run") == list(range(1, WINDOWS + 1))
 

@@ -20,7 +20,12 @@ from tbptt.engine.windows import RandomTruncation, Stride, check_truncation
 from tbptt.errors import TBPTTError
 from tbptt.training.precision import PRECISIONS
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "ntasgd": torch.optim.SGD,  # and the average of its iterates (tbptt.training.averaging)
+}
 SCHEDULES = ("constant", "cosine", "plateau")
 RANDOM_BATCH_WINDOWS = 8
 """Windows of mean length per training batch under randomised truncation."""
@@ -60,7 +65,11 @@ class TrainConfig:
     """Stop after the batch in which this many parameter updates are reached
     (default: run all epochs)."""
     optimizer: str = "adam"
-    """adam, adamw or sgd."""
+    """adam, adamw, sgd or ntasgd (AWD-LSTM's: SGD until the validation loss is worse
+    than the best before the last nonmono evaluations, then evaluated and saved as
+    the average of every iterate since)."""
+    nonmono: int = 5
+    """With ntasgd: the evaluations a worse validation loss is compared past."""
     lr: float = 2e-3
     """Learning rate."""
     weight_decay: float = 0.0
@@ -118,7 +127,7 @@ class TrainConfig:
             raise TBPTTError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
+        for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_windows", "patience", "advise_every"):

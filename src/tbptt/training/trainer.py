@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tbptt.engine.windows import RandomTruncation
 from tbptt.errors import TBPTTError
 from tbptt.files import remove_temporaries
 from tbptt.training import checkpoints, distributed
+from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
 from tbptt.training.precision import MixedPrecision
 from tbptt.training.recovery import diverged, is_finite, scale_learning_rate
@@ -94,6 +96,8 @@ class Trainer(Resumable):
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
         if config.advise_every is not None and validation is None:
             raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
+        if config.optimizer == "ntasgd" and validation is None:
+            raise TBPTTError("ntasgd starts averaging on the validation loss: give validation")
         if config.schedule == "plateau" and validation is None:
             raise TBPTTError("the plateau schedule follows the validation loss: give validation")
         torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
@@ -109,6 +113,7 @@ class Trainer(Resumable):
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = self._schedule()
+        self.averaging = IterateAverage(config.nonmono) if config.optimizer == "ntasgd" else None
         self.run_dir = None if run_dir is None else Path(run_dir)
         main = distributed.is_main()
         self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
@@ -216,6 +221,8 @@ class Trainer(Resumable):
                 continue
             self.skips_in_row = 0
             self._step(window.lr_scale)
+            if self.averaging is not None:
+                self.averaging.update(self.model)
             self.scheduler.step()
             self.window += 1
             self._loss_sum += float(mean) * int(count)
@@ -343,15 +350,21 @@ class Trainer(Resumable):
         if self.validation is None:
             return None
         self._evaluated_at = self.window
-        metrics = self.evaluate(self.validation)
-        self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
-        if metrics["loss"] < self.best:
-            self.best, self.stale_evals = metrics["loss"], 0
-            self.save("best")
-        else:
-            self.stale_evals += 1
-            if self.config.schedule == "plateau":
-                self._lower_on_plateau()
+        swap = nullcontext() if self.averaging is None else self.averaging.swapped_in(self.model)
+        with swap:  # NT-ASGD evaluates, and keeps as the best, the average
+            metrics = self.evaluate(self.validation)
+            self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
+            if metrics["loss"] < self.best:
+                self.best, self.stale_evals = metrics["loss"], 0
+                self.save("best")
+            else:
+                self.stale_evals += 1
+                if self.config.schedule == "plateau":
+                    self._lower_on_plateau()
+        if self.averaging is not None and self.averaging.observe(metrics["loss"]):
+            logger.info(
+                "validation loss worse than before the last %d: averaging", self.config.nonmono
+            )
         return metrics
 
     def _lower_on_plateau(self) -> None:
