@@ -390,7 +390,8 @@ class Trainer(Resumable):
             batch = batch.to(self.device)
             for piece in batch.slices(EVAL_SLICE_STEPS):
                 outputs, state = unroll(self.model, piece.inputs, state, piece.resets)
-                add_totals(totals, outputs, piece, self.loss_fn(outputs, piece.targets))
+                losses = self.loss_fn(outputs, piece.targets)
+                add_totals(totals, outputs, piece, losses, self.metrics)
         totals = distributed.sum_values(totals)
         count = max(totals["count"], 1.0)
         loss = totals["loss"] / count
@@ -407,14 +408,17 @@ class Trainer(Resumable):
         return {"mse": loss} if self.metrics == "regression" else {}
 
 
-def add_totals(totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor) -> None:
-    """Accumulate masked loss sums, counts, absolute errors and correct predictions."""
+def add_totals(
+    totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor, metrics: str
+) -> None:
+    """Accumulate masked loss sums and counts, and what ``metrics`` reports besides:
+    absolute errors (regression) or correct predictions (classification)."""
     mask = batch.mask
     totals["loss"] += float(torch.where(mask, losses, 0.0).sum())
     totals["count"] += float(mask.sum())
-    if outputs.shape == batch.targets.shape:  # real-valued targets
+    if metrics == "regression" and outputs.shape == batch.targets.shape:
         errors = (outputs - batch.targets).abs()
         errors = errors.flatten(2).mean(-1) if errors.dim() > 2 else errors
         totals["abs"] += float(torch.where(mask, errors, 0.0).sum())
-    elif batch.targets.dtype == torch.int64 and outputs.dim() == batch.targets.dim() + 1:
+    elif metrics == "classification" and outputs.dim() == batch.targets.dim() + 1:
         totals["correct"] += float(((outputs.argmax(-1) == batch.targets) & mask).sum())
