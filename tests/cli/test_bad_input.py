@@ -209,6 +209,18 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--hidden-size", "0"],
         ("hidden_size must be >= 1, got 0",),
     ),
+    "unknown initialisation": (
+        ["train", "--text", "corpus.txt", *NEW, "--init", "uniform"],
+        ("init 'uniform' is unknown", "uniform:A"),
+    ),
+    "forget bias for a GRU": (
+        ["train", "--text", "corpus.txt", *NEW, "--cell", "gru", "--forget-bias", "1"],
+        ("forget_bias is for an LSTM", "--cell lstm"),
+    ),
+    "plateau factor of 1": (
+        ["train", "--text", "corpus.txt", *NEW, "--schedule", "plateau", "--plateau-factor", "1"],
+        ("plateau_factor divides the learning rate", "> 1, got 1.0"),
+    ),
     "negative batch size": (
         ["train", "--text", "corpus.txt", *NEW, "--batch-size", "-1"],
         ("batch_size must be >= 1, got -1",),

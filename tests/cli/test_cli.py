@@ -161,9 +161,17 @@ def trained_parameters(run_dir):
     return checkpoints.load(run_dir / "checkpoints" / "latest.pt")["model"]
 
 
-def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(tmp_path, text_file):
+AWD_OPTIONS = ["--embedding-dropout", "0.1", "--input-dropout", "0.3", "--hidden-dropout", "0.2"]
+AWD_OPTIONS += ["--output-dropout", "0.2", "--weight-drop", "0.4", "--num-layers", "2"]
+
+
+@pytest.mark.parametrize("options", [[], AWD_OPTIONS], ids=["dropout", "awd-lstm"])
+def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(
+    tmp_path, text_file, options
+):
     common = ["train", "--text", str(text_file), "--k1", "6", "--k2", "9", "--dropout", "0.1"]
     common += [*TINY_MODEL, "--batch-size", "3", "--epochs", "2", "--checkpoint-every", "1"]
+    common += options
     assert main([*common, "--run-dir", str(tmp_path / "whole")]) == 0
     assert main([*common, "--run-dir", str(tmp_path / "parts"), "--max-windows", "7"]) == 0
     resume = ["train", "--resume", str(tmp_path / "parts"), "--max-windows", "1000", "--quiet"]
@@ -172,6 +180,19 @@ def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(tmp_path,
     assert whole.keys() == parts.keys()
     for name in whole:
         assert torch.equal(whole[name], parts[name]), name
+
+
+def test_initialisation_options_reach_the_model_and_its_saved_config(tmp_path, text_file):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--text", str(text_file), "--k1", "6", *TINY_MODEL, "--lr", "1e-9"]
+    arguments += ["--init", "uniform:0.05", "--forget-bias", "2", "--max-windows", "1"]
+    assert main([*arguments, "--optimizer", "sgd", "--run-dir", str(run_dir)]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())["model"]
+    assert (saved["init"], saved["forget_bias"]) == ("uniform:0.05", 2.0)
+    weights = trained_parameters(run_dir)  # one SGD step at lr 1e-9 moves nothing visibly
+    assert float(weights["head.weight"].abs().max()) <= 0.05 + 1e-6
+    forget = weights["rnn.bias_ih_l0"][12:24] + weights["rnn.bias_hh_l0"][12:24]
+    torch.testing.assert_close(forget, torch.full((12,), 2.0))
 
 
 def test_a_config_file_sets_options_and_the_command_line_overrides_it(tmp_path, text_file):

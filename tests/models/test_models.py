@@ -146,3 +146,57 @@ def test_one_training_step_changes_every_parameter():
 def test_impossible_networks_are_refused(kwargs, message):
     with pytest.raises(TBPTTError, match=message):
         models.RecurrentNetwork(**kwargs)
+
+
+def test_uniform_init_draws_the_embedding_and_head_and_leaves_the_recurrence():
+    torch.manual_seed(3)
+    default = models.LSTM(8, vocab_size=50, num_layers=2)
+    torch.manual_seed(3)
+    uniform = models.LSTM(8, vocab_size=50, num_layers=2, init="uniform:0.1")
+    for weight in (uniform.embedding.weight, uniform.head.weight):
+        largest = float(weight.detach().abs().max())
+        assert 0.09 < largest <= 0.1  # spread over the whole interval, none outside
+    assert torch.equal(uniform.head.bias, torch.zeros(50))
+    for name, value in default.rnn.named_parameters():
+        assert torch.equal(getattr(uniform.rnn, name), value), name
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_orthogonal_init_makes_every_gate_recurrence_orthogonal(cell):
+    model = models.RecurrentNetwork(cell, 6, input_size=3, output_size=2, num_layers=2)
+    model.initialize("orthogonal")
+    gates = {"elman": 1, "lstm": 4, "gru": 3}[cell]
+    for layer in range(2):
+        weight = getattr(model.rnn, f"weight_hh_l{layer}").detach().double()
+        assert weight.shape == (gates * 6, 6)
+        for gate in weight.split(6):
+            identity = torch.eye(6, dtype=torch.float64)
+            torch.testing.assert_close(gate @ gate.T, identity, atol=1e-6, rtol=0)  # float32
+
+
+def test_forget_bias_sets_the_sum_of_both_forget_biases_and_nothing_else():
+    torch.manual_seed(0)
+    before = models.LSTM(5, input_size=2, output_size=1, num_layers=2)
+    torch.manual_seed(0)
+    model = models.LSTM(5, input_size=2, output_size=1, num_layers=2, forget_bias=1.0)
+    for layer in range(2):
+        total = getattr(model.rnn, f"bias_ih_l{layer}") + getattr(model.rnn, f"bias_hh_l{layer}")
+        old = getattr(before.rnn, f"bias_ih_l{layer}") + getattr(before.rnn, f"bias_hh_l{layer}")
+        assert torch.equal(total[5:10], torch.ones(5))  # PyTorch's gate order: i, f, g, o
+        assert torch.equal(total[:5], old[:5]) and torch.equal(total[10:], old[10:])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"init": "xavier"}, "init 'xavier' is unknown"),
+        ({"init": "uniform:-1"}, "uniform:A with a finite A > 0"),
+        ({"init": "uniform:big"}, "uniform:A with a finite A > 0"),
+        ({"cell": "gru", "forget_bias": 1.0}, "forget_bias is for LSTMs"),
+        ({"forget_bias": float("inf")}, "must be finite"),
+    ],
+)
+def test_impossible_initialisations_are_refused_in_one_line(options, message):
+    options = {"cell": "lstm", **options}
+    with pytest.raises(TBPTTError, match=message):
+        models.RecurrentNetwork(options.pop("cell"), 4, input_size=1, output_size=1, **options)

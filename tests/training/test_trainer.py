@@ -14,8 +14,9 @@ import torch
 
 import tbptt
 from tbptt import TBPTTError
-from tbptt.data import Streams, tasks
+from tbptt.data import Batch, Streams, tasks
 from tbptt.training import checkpoints
+from tbptt.training import trainer as trainer_module
 from tbptt.training.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
 from tests.resumable_run import WINDOWS, make_trainer
 
@@ -63,6 +64,93 @@ def test_evaluation_does_not_depend_on_the_truncation():
     assert losses[0] == losses[1] == losses[2]
 
 
+class StepsPerCall(torch.nn.Module):
+    """A built-in network that records how many steps each call runs."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.calls = network, []
+
+    def forward(self, inputs, state=None, resets=None):
+        self.calls.append(inputs.shape[0])
+        return self.network(inputs, state, resets)
+
+
+def test_evaluation_in_slices_equals_evaluation_in_one_piece(monkeypatch):
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 9, (2000,), generator=generator)
+    starts = torch.rand(2000, generator=generator) < 0.02
+    valid = torch.rand(2000, generator=generator) < 0.9
+    streams = Streams(tokens[:-1], tokens[1:], 4, 100, starts=starts[:-1], valid=valid[:-1])
+    torch.manual_seed(0)
+    model = StepsPerCall(tbptt.models.LSTM(8, vocab_size=9, num_layers=2).double())
+    trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=10))
+    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 1000)
+    whole = trainer.evaluate(streams)
+    assert max(model.calls) == 100  # one call per batch
+    steps, model.calls = sum(model.calls), []
+    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 7)
+    sliced = trainer.evaluate(streams)
+    assert max(model.calls) == 7 and sum(model.calls) == steps  # every step, in slices
+    assert whole.keys() == sliced.keys()
+    for name in whole:
+        assert sliced[name] == pytest.approx(whole[name], rel=1e-12), name
+
+
+def test_a_batch_slices_into_consecutive_views():
+    inputs, targets = torch.arange(10).view(10, 1), torch.arange(10, 20).view(10, 1)
+    batch = Batch(inputs, targets, torch.zeros(10, 1, dtype=torch.bool), torch.ones(10, 1).bool())
+    pieces = list(batch.slices(4))
+    assert [piece.inputs.shape[0] for piece in pieces] == [4, 4, 2]
+    for name in ("inputs", "targets", "resets", "mask"):
+        joined = torch.cat([getattr(piece, name) for piece in pieces])
+        assert torch.equal(joined, getattr(batch, name)), name
+    assert [piece.inputs.shape[0] for piece in batch.slices(None)] == [10]
+    with pytest.raises(TBPTTError, match="at least 1 step"):
+        list(batch.slices(0))
+
+
+def test_the_plateau_schedule_divides_the_rate_after_each_evaluation_that_does_not_improve():
+    trainer = make_trainer(
+        None, schedule="plateau", lr=0.08, eval_every=1, max_windows=6, log_every=100,
+        plateau_factor=4.0, plateau_min_lr=0.004,
+    )  # fmt: skip
+    scripted, seen = iter([3.0, 2.0, 2.5, 2.2, 1.0, 1.5]), []
+
+    def evaluate(streams):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])  # the rate before this one
+        return {"loss": next(scripted)}
+
+    trainer.evaluate = evaluate
+    trainer.fit()
+    # better, better, worse (/4), worse than the best 2.0 (/4), better, worse (floor)
+    assert seen == pytest.approx([0.08, 0.08, 0.08, 0.02, 0.005, 0.005], rel=1e-12)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.004, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"schedule": "plateau", "plateau_factor": 1.0}, "plateau_factor divides"),
+        ({"schedule": "plateau", "plateau_min_lr": -1.0}, "plateau_min_lr must be"),
+    ],
+)
+def test_impossible_plateau_settings_are_refused(settings, message):
+    with pytest.raises(TBPTTError, match=message):
+        TrainConfig(**settings)
+
+
+def test_the_plateau_schedule_needs_validation_streams():
+    tokens = torch.arange(300) % 5
+    with pytest.raises(TBPTTError, match="plateau schedule follows the validation loss"):
+        Trainer(
+            tbptt.models.GRU(4, vocab_size=5),
+            tbptt.losses.cross_entropy,
+            Streams.language_model(tokens, 2, 5),
+            TrainConfig(k1=5, schedule="plateau"),
+        )
+
+
 def test_regression_and_classification_metrics():
     data = tasks.adding(32, 20, seed=0)
     streams = Streams(
@@ -82,8 +170,14 @@ def test_regression_and_classification_metrics():
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"k1_std": 1.0, "checkpoint_activations": True}, {"advise_every": 4}],
-    ids=["fixed", "random-k1-checkpointed", "k2-advised"],
+    [
+        {},
+        {"k1_std": 1.0, "checkpoint_activations": True},
+        {"advise_every": 4},
+        {"schedule": "plateau", "eval_every": 2, "lr": 0.05, "plateau_factor": 2.0},
+        {"optimizer": "ntasgd", "nonmono": 1, "eval_every": 2, "lr": 0.5},  # averages from 7
+    ],
+    ids=["fixed", "random-k1-checkpointed", "k2-advised", "plateau", "ntasgd"],
 )
 def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, overrides, number):
     uninterrupted = make_trainer(tmp_path / "whole", **overrides)
@@ -100,6 +194,11 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
     assert resumed.window == WINDOWS
     assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
     assert logged_windows(tmp_path / "run") == logged_windows(tmp_path / "whole")
+    if uninterrupted.averaging is not None:  # NT-ASGD's average, started before the stop
+        assert (
+            stopped.averaging.started and resumed.averaging.losses == uninterrupted.averaging.losses
+        )
+        assert_same_parameters(resumed.averaging.average, uninterrupted.averaging.average)
     if not overrides:  # a batch of k1 steps: one record per window, once each
         assert logged_windows(tmp_path / "run") == list(range(1, WINDOWS + 1))
 

@@ -21,6 +21,7 @@ import torch
 
 from tbptt.cli.output import plural, progress_bar
 from tbptt.cli.runconfig import (
+    AWD_DROPOUTS,
     PATH_FIELDS,
     SOURCES,
     EvalConfig,
@@ -76,6 +77,9 @@ def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
         embedding_size=config.embedding_size,
         dropout=config.dropout,
         tie_weights=config.tie_weights,
+        init=config.init,
+        forget_bias=config.forget_bias,
+        **{name: getattr(config, name) for name in AWD_DROPOUTS},
         vocab_size=sizes.get("vocab_size"),
         input_size=sizes.get("input_size"),
         output_size=sizes.get("output_size"),

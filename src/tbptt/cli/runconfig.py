@@ -47,6 +47,16 @@ PATH_FIELDS = ("text", "csv", "tokens", "vocabulary")
 """Fields that name files: made absolute in a resolved config."""
 
 
+AWD_DROPOUTS = (
+    "embedding_dropout",
+    "input_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "weight_drop",
+)
+"""AWD-LSTM's dropout probabilities of :class:`ModelConfig` (with ``weight_drop``)."""
+
+
 @dataclass
 class ModelConfig:
     """The recurrent network."""
@@ -64,15 +74,44 @@ class ModelConfig:
     tie_weights: bool = False
     """Share the embedding matrix with the output layer (Press & Wolf 2017); language
     models only, with embedding_size equal to hidden_size."""
+    init: str = "torch"
+    """Initialisation: torch (PyTorch's defaults), uniform:A (embedding and output
+    weights from U(-A, A), output bias 0, as pytorch/examples with A = 0.1) or
+    orthogonal (each gate's recurrent matrix orthogonal)."""
+    forget_bias: float | None = None
+    """LSTM: the forget gates' starting bias (1 keeps the memory early in training,
+    Jozefowicz et al. 2015; default: PyTorch's)."""
+    embedding_dropout: float = 0.0
+    """AWD-LSTM: drop whole words (rows of the embedding), once per window; token
+    inputs only (AWD-LSTM's dropoute, 0.1)."""
+    input_dropout: float = 0.0
+    """AWD-LSTM: locked dropout on the inputs, one mask per stream for the whole
+    window (dropouti, 0.65)."""
+    hidden_dropout: float = 0.0
+    """AWD-LSTM: locked dropout between the recurrent layers (dropouth, 0.3)."""
+    output_dropout: float = 0.0
+    """AWD-LSTM: locked dropout on the last layer's outputs (dropout, 0.4)."""
+    weight_drop: float = 0.0
+    """AWD-LSTM: DropConnect on the hidden-to-hidden weights, once per window
+    (wdrop, 0.5)."""
 
     def __post_init__(self) -> None:
-        from tbptt.models.recurrent import CELLS
+        from tbptt.models.recurrent import CELLS, parse_init
 
         one_of("cell", self.cell, CELLS)
+        parse_init(self.init)
+        if self.forget_bias is not None and (
+            self.cell != "lstm" or not math.isfinite(self.forget_bias)
+        ):
+            raise TBPTTError(
+                f"forget_bias is for an LSTM and must be finite, got {self.forget_bias} "
+                f"with cell {self.cell}; drop it or use --cell lstm"
+            )
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
-        if not 0.0 <= self.dropout < 1.0:
-            raise TBPTTError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", *AWD_DROPOUTS):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TBPTTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass

@@ -59,6 +59,16 @@ class Batch:
     def fields(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.inputs, self.targets, self.resets, self.mask
 
+    def slices(self, steps: int | None) -> Iterator[Batch]:
+        """This batch as consecutive pieces of at most ``steps`` steps (the last may be
+        shorter); ``None``: the batch whole. Views, not copies."""
+        length = self.inputs.shape[0]
+        size = length if steps is None else steps
+        if size < 1:
+            raise TBPTTError(f"slices need at least 1 step each, got {steps}")
+        for start in range(0, length, size):
+            yield Batch(*(field[start : start + size] for field in self.fields()))
+
 
 class Streams(torch.utils.data.IterableDataset):
     """N aligned pairs laid out as ``batch_size`` streams, served ``steps`` at a time.

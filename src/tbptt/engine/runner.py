@@ -131,6 +131,11 @@ class Runner:
     whole stream). ``k1=None`` makes each chunk one window of full BPTT; a
     :class:`~tbptt.engine.windows.RandomTruncation` draws each window's k1.
 
+    Before each window the runner calls the model's ``new_window()`` if it has one:
+    a model that draws something once per window (AWD-LSTM's dropout masks in the
+    built-in models) draws it there, and every call of that window, including the
+    recomputation of checkpointed segments, sees the same draw.
+
     ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
     a window of L steps, keeping only the states between them and recomputing the
     rest in the backward pass (the same gradient; ``docs/memory.md``);
@@ -214,6 +219,9 @@ class Runner:
         The run is split where the next window starts, to carry the state entering
         that step (detached) without running any step twice more than TBPTT does.
         """
+        new_window = getattr(self.model, "new_window", None)
+        if callable(new_window):  # e.g. per-window dropout masks (tbptt.models.dropout)
+            new_window()
         next_start = max(span.end - self.overlap, span.start)
         segment = self._segment_steps(span, chunk)
         if segment < span.end - span.start:

@@ -15,10 +15,11 @@ the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 RNNState = Tensor | tuple[Tensor, Tensor]
@@ -79,7 +80,11 @@ class Segments:
         )
 
     def run(
-        self, rnn: nn.RNNBase, inputs: Tensor, hidden: RNNState, chunk_steps: int | None
+        self,
+        rnn: Callable[..., tuple[Tensor, RNNState]],
+        inputs: Tensor,
+        hidden: RNNState,
+        chunk_steps: int | None,
     ) -> tuple[Tensor, RNNState]:
         """Run every segment of ``inputs: (T, B, F)`` through ``rnn`` from ``hidden``,
         ``(L, N, H)`` per segment (a pair for LSTMs); returns the outputs on the
@@ -94,8 +99,8 @@ class Segments:
         packed = self.pack(inputs)
         sizes = packed.batch_sizes
         if chunk_steps is None or len(sizes) <= chunk_steps:
-            out, final = rnn(packed, hidden)
-            return self.unpack(out.data, inputs.shape[0]), final
+            out, whole = rnn(packed, hidden)
+            return self.unpack(out.data, inputs.shape[0]), whole
         parts = list(hidden) if isinstance(hidden, tuple) else [hidden]
         lanes = [part[:, self.sorted_indices] for part in parts]  # longest segment first
         offsets = [0, *sizes.cumsum(0).tolist()]
@@ -105,8 +110,8 @@ class Segments:
             active = int(sizes[first])  # the segments still running: a prefix of the lanes
             piece = PackedSequence(packed.data[offsets[first] : offsets[last]], sizes[first:last])
             entering = [lane[:, :active].contiguous() for lane in lanes]
-            out, leaving = rnn(piece, tuple(entering) if len(parts) == 2 else entering[0])
-            leaving = list(leaving) if isinstance(leaving, tuple) else [leaving]
+            out, left = rnn(piece, tuple(entering) if len(parts) == 2 else entering[0])
+            leaving = list(left) if isinstance(left, tuple) else [left]
             lanes = [
                 torch.cat([new, lane[:, active:]], 1)
                 for new, lane in zip(leaving, lanes, strict=True)

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from tbptt.engine import LossFn, Runner
     from tbptt.engine.windows import Stride
 
-OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
-"""Each optimizer's name in ``torch.optim``."""
-SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "ntasgd": "SGD"}
+"""Each optimizer's name in ``torch.optim`` (ntasgd: SGD and the average of its
+iterates, :mod:`tbptt.training.averaging`)."""
+SCHEDULES = ("constant", "cosine", "plateau")
 RANDOM_BATCH_WINDOWS = 8
 """Windows of mean length per training batch under randomised truncation (the
 ``k1_std`` docstring, the option's help, says 8)."""
@@ -64,7 +65,11 @@ class TrainConfig:
     """Stop after the batch in which this many parameter updates are reached
     (default: run all epochs)."""
     optimizer: str = "adam"
-    """adam, adamw or sgd."""
+    """adam, adamw, sgd or ntasgd (AWD-LSTM's: SGD until the validation loss is worse
+    than the best before the last nonmono evaluations, then evaluated and saved as
+    the average of every iterate since)."""
+    nonmono: int = 5
+    """With ntasgd: the evaluations a worse validation loss is compared past."""
     lr: float = 2e-3
     """Learning rate."""
     weight_decay: float = 0.0
@@ -79,7 +84,13 @@ class TrainConfig:
     max_rollbacks: int = 3
     """Rollbacks after which a run that still diverges stops with an error."""
     schedule: str = "constant"
-    """Learning-rate schedule: constant, or cosine decay to zero over the run."""
+    """Learning-rate schedule: constant; cosine decay to zero over the run; or plateau:
+    divide it by plateau_factor after every evaluation that does not improve on the
+    best validation loss (pytorch/examples' word language model, Zaremba et al.)."""
+    plateau_factor: float = 4.0
+    """With the plateau schedule: what the learning rate is divided by (> 1)."""
+    plateau_min_lr: float = 0.0
+    """With the plateau schedule: the learning rate never falls below this."""
     eval_every: int = 0
     """Updates between evaluations on the validation streams (0: after each epoch)."""
     patience: int | None = None
@@ -120,7 +131,7 @@ class TrainConfig:
             raise TBPTTError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        for name in ("epochs", "log_every", "checkpoint_every", "max_skips"):
+        for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_windows", "patience", "advise_every"):
@@ -145,6 +156,13 @@ class TrainConfig:
             raise TBPTTError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
+        if not 1 < self.plateau_factor < math.inf:
+            raise TBPTTError(
+                f"plateau_factor divides the learning rate: it must be finite and > 1, "
+                f"got {self.plateau_factor}"
+            )
+        if not 0 <= self.plateau_min_lr < math.inf:
+            raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
         if self.schedule not in SCHEDULES:
             raise TBPTTError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"

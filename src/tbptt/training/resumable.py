@@ -22,6 +22,7 @@ from tbptt.engine import Runner
 from tbptt.engine.windows import RandomTruncation
 from tbptt.files import file_error
 from tbptt.training import checkpoints, distributed
+from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import TrainConfig
 from tbptt.training.precision import MixedPrecision
 from tbptt.training.reporting import MetricsLog
@@ -51,6 +52,7 @@ class Resumable:
     skipped: int
     rollbacks: int
     skips_in_row: int
+    averaging: IterateAverage | None
     _good: bytes | None
 
     def state_dict(self) -> dict[str, Any]:
@@ -79,6 +81,7 @@ class Resumable:
                 "skips_in_row": self.skips_in_row,
             },
             "rng": rng,
+            **({} if self.averaging is None else {"averaging": self.averaging.state_dict()}),
             "config": asdict(self.config),
             "metrics": self.metrics,
             "extra": self.extra,
@@ -107,6 +110,8 @@ class Resumable:
         )
         self.rollbacks = progress.get("rollbacks", 0)
         self.skips_in_row = progress.get("skips_in_row", 0)
+        if self.averaging is not None:
+            self.averaging.load_state_dict(state["averaging"])
         torch.set_rng_state(own["rng"]["torch"])
         if "cuda" in own["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(own["rng"]["cuda"])

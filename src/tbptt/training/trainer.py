@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tbptt.engine.windows import RandomTruncation
 from tbptt.errors import TBPTTError
 from tbptt.files import remove_temporaries
 from tbptt.training import checkpoints, distributed
+from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
 from tbptt.training.precision import MixedPrecision
 from tbptt.training.recovery import diverged, is_finite, scale_learning_rate
@@ -46,6 +48,10 @@ __all__ = ["RANDOM_BATCH_WINDOWS", "TrainConfig", "Trainer"]
 logger = logging.getLogger(__name__)
 
 METRICS = ("language", "regression", "classification")
+
+EVAL_SLICE_STEPS = 32
+"""Steps per model call in evaluation: at most the outputs of a training window of
+k1 >= 32 steps (which also keeps their gradient), whatever the batch's length."""
 
 
 class Trainer(Resumable):
@@ -93,6 +99,10 @@ class Trainer(Resumable):
             raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
         if config.advise_every is not None and validation is None:
             raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
+        if config.optimizer == "ntasgd" and validation is None:
+            raise TBPTTError("ntasgd starts averaging on the validation loss: give validation")
+        if config.schedule == "plateau" and validation is None:
+            raise TBPTTError("the plateau schedule follows the validation loss: give validation")
         torch.manual_seed(config.seed + distributed.get_rank())  # each rank its own dropout
         self.device = distributed.device(str(device_of(config.device)))
         self.model, self.loss_fn, self.config = model.to(self.device), loss_fn, config
@@ -106,6 +116,7 @@ class Trainer(Resumable):
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = self._schedule()
+        self.averaging = IterateAverage(config.nonmono) if config.optimizer == "ntasgd" else None
         self.run_dir = None if run_dir is None else Path(run_dir)
         main = distributed.is_main()
         self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
@@ -124,7 +135,8 @@ class Trainer(Resumable):
         """The update after which the last evaluation ran (-1: none in this process)."""
 
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
-        """Constant, or cosine decay to zero over the expected updates, then zero."""
+        """Constant (plateau lowers its base at evaluations), or cosine decay to zero
+        over the expected updates, then zero."""
         total = max(self.config.max_windows or self.config.epochs * self._updates_per_epoch(), 1)
         if self.config.schedule == "cosine":
             return torch.optim.lr_scheduler.LambdaLR(
@@ -213,6 +225,8 @@ class Trainer(Resumable):
                 continue
             self.skips_in_row = 0
             self._step(window.lr_scale)
+            if self.averaging is not None:
+                self.averaging.update(self.model)
             self.scheduler.step()
             self.window += 1
             loss_value = float(mean)
@@ -343,14 +357,30 @@ class Trainer(Resumable):
         if self.validation is None:
             return None
         self._evaluated_at = self.window
-        metrics = self.evaluate(self.validation)
-        self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
-        if metrics["loss"] < self.best:
-            self.best, self.stale_evals = metrics["loss"], 0
-            self.save("best")
-        else:
-            self.stale_evals += 1
+        swap = nullcontext() if self.averaging is None else self.averaging.swapped_in(self.model)
+        with swap:  # NT-ASGD evaluates, and keeps as the best, the average
+            metrics = self.evaluate(self.validation)
+            self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
+            if metrics["loss"] < self.best:
+                self.best, self.stale_evals = metrics["loss"], 0
+                self.save("best")
+            else:
+                self.stale_evals += 1
+                if self.config.schedule == "plateau":
+                    self._lower_on_plateau()
+        if self.averaging is not None and self.averaging.observe(metrics["loss"]):
+            logger.info(
+                "validation loss worse than before the last %d: averaging", self.config.nonmono
+            )
         return metrics
+
+    def _lower_on_plateau(self) -> None:
+        """Divide the learning rate by ``plateau_factor``, not below ``plateau_min_lr``;
+        the optimizer and schedule hold it, so checkpoints keep it."""
+        lr, floor = self.optimizer.param_groups[0]["lr"], self.config.plateau_min_lr
+        ratio = max(1.0 / self.config.plateau_factor, min(floor / lr, 1.0))
+        lowered = scale_learning_rate(self.optimizer, self.scheduler, ratio)
+        logger.info("validation loss did not improve: learning rate %.3g -> %.3g", lr, lowered)
 
     @torch.no_grad()
     def evaluate(
@@ -358,13 +388,20 @@ class Trainer(Resumable):
     ) -> dict[str, float]:
         """Metrics over ``streams`` with the state carried across batches and no
         truncation, so the loss does not depend on k (``semantics.md``); ``progress``
-        is called with the batches done after each."""
+        is called with the batches done after each.
+
+        Each batch runs in slices of ``EVAL_SLICE_STEPS`` steps, the state carried
+        between them: the same metrics as one call per batch, with the outputs of
+        only one slice alive at a time (a language model's ``(T, B, V)`` logits and
+        the loss's copy of them are the bulk of evaluation's memory)."""
         self.model.eval()
         state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
         for done, batch in enumerate(streams.batches(0), start=1):
             batch = batch.to(self.device)
-            outputs, state = unroll(self.model, batch.inputs, state, batch.resets)
-            add_totals(totals, outputs, batch, self.loss_fn(outputs, batch.targets))
+            for piece in batch.slices(EVAL_SLICE_STEPS):
+                outputs, state = unroll(self.model, piece.inputs, state, piece.resets)
+                losses = self.loss_fn(outputs, piece.targets)
+                add_totals(totals, outputs, piece, losses, self.metrics)
             if progress is not None:
                 progress(done)
         totals = distributed.sum_values(totals)
@@ -383,14 +420,17 @@ class Trainer(Resumable):
         return {"mse": loss} if self.metrics == "regression" else {}
 
 
-def add_totals(totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor) -> None:
-    """Accumulate masked loss sums, counts, absolute errors and correct predictions."""
+def add_totals(
+    totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor, metrics: str
+) -> None:
+    """Accumulate masked loss sums and counts, and what ``metrics`` reports besides:
+    absolute errors (regression) or correct predictions (classification)."""
     mask = batch.mask
     totals["loss"] += float(torch.where(mask, losses, 0.0).sum())
     totals["count"] += float(mask.sum())
-    if outputs.shape == batch.targets.shape:  # real-valued targets
+    if metrics == "regression" and outputs.shape == batch.targets.shape:
         errors = (outputs - batch.targets).abs()
         errors = errors.flatten(2).mean(-1) if errors.dim() > 2 else errors
         totals["abs"] += float(torch.where(mask, errors, 0.0).sum())
-    elif batch.targets.dtype == torch.int64 and outputs.dim() == batch.targets.dim() + 1:
+    elif metrics == "classification" and outputs.dim() == batch.targets.dim() + 1:
         totals["correct"] += float(((outputs.argmax(-1) == batch.targets) & mask).sum())
