@@ -7,16 +7,37 @@ The public API: ``gradients`` (every window's gradient at fixed parameters),
 for Elman networks).
 """
 
+from __future__ import annotations
+
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from tbptt import data, losses, models
 from tbptt.engine import RandomTruncation, Runner, Window, detach, gradients, unroll
 from tbptt.errors import TBPTTError
 
+if TYPE_CHECKING:
+    from tbptt.cli.forecasting import ForecastRun
+
 try:
     __version__ = version("tbptt")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+
+def load_run(path: str, device: str = "cpu") -> ForecastRun:
+    """A trained forecasting run (``tbptt train --csv``) from its run directory or a
+    checkpoint: ``.model``, ``.transforms`` (columns, scaling, horizon, baselines),
+    ``.config`` and ``.predict(csv_path)``, which returns the forecasts from every
+    step of a file, ``(N, H, targets)`` in the data's units::
+
+        run = tbptt.load_run("runs/co2")
+        forecasts = run.predict("co2.csv")   # forecasts[-1]: the next H steps
+    """
+    from tbptt.cli.commands import load_run as load  # the command line's loader
+
+    return load(path, device)
+
 
 __all__ = [
     "RandomTruncation",
@@ -27,6 +48,7 @@ __all__ = [
     "data",
     "detach",
     "gradients",
+    "load_run",
     "losses",
     "models",
     "unroll",

@@ -43,7 +43,7 @@ else:  # pragma: no cover - Python 3.10
 SOURCES = ("text", "csv", "tokens", "task")
 """The data source fields of :class:`DataConfig`; a run has exactly one."""
 
-PATH_FIELDS = ("text", "csv", "tokens", "vocabulary")
+PATH_FIELDS = ("text", "csv", "tokens", "vocabulary", "validation_file", "test_file")
 """Fields that name files: made absolute in a resolved config."""
 
 
@@ -96,11 +96,41 @@ class DataConfig:
     dtype: str = "uint16"
     """Token file: the id type of a raw file (uint16, uint32, int32 or int64)."""
     inputs: list[str] | None = None
-    """CSV: the input column names (default: every column)."""
+    """CSV: the input column names (default: every column but the time column and
+    those excluded)."""
     targets: list[str] | None = None
     """CSV: the target column names (default: the input columns)."""
+    exclude: list[str] | None = None
+    """CSV: columns left out of the default inputs."""
+    time_column: str | None = None
+    """CSV: the time column, never an input (default: the first column if its first
+    cell is a date or time)."""
+    calendar: list[str] | None = None
+    """CSV: add sine/cosine calendar features of the time column as inputs: any of
+    hour, weekday, month, dayofyear."""
     horizon: int = 1
-    """CSV and mackey_glass: predict the targets this many steps ahead."""
+    """CSV: forecast the next horizon steps t+1 .. t+horizon of every target at every
+    step t; mackey_glass: predict the value this many steps ahead."""
+    test_fraction: float = 0.0
+    """CSV: share of the file, from its end, held out for testing (validation comes
+    just before it); the split is chronological: train | validation | test."""
+    validation_file: str | None = None
+    """CSV: a file that follows the training file in time, to validate on (instead of
+    validation_fraction)."""
+    test_file: str | None = None
+    """CSV: a file that follows the validation data in time, to test on (instead of
+    test_fraction)."""
+    scale_targets: bool = True
+    """CSV: train on targets scaled to zero mean and unit variance on the training
+    split (forecasts are mapped back to the data's units)."""
+    predict_change: bool = True
+    """CSV: the model predicts each lead's change from the last observed value, which
+    is added back."""
+    season: int | None = None
+    """CSV: the season of the seasonal naive baseline (default: from the time
+    column's spacing: 24 hourly, 7 daily, 12 monthly; none without dates)."""
+    ar_lags: int = 24
+    """CSV: past values of each target in the linear autoregression baseline."""
     length: int = 50
     """Task: the dependency length: steps per sequence (adding, temporal_order; the
     series length for mackey_glass), blanks before the go marker (copy) or the delay
@@ -132,9 +162,21 @@ class DataConfig:
         one_of("level", self.level, LEVELS)
         one_of("dtype", self.dtype, RAW_DTYPES)
         at_least(0, horizon=self.horizon, seed=self.seed)
+        at_least(1, season=self.season, ar_lags=self.ar_lags)
+        if self.csv is not None and self.horizon < 1:
+            raise TBPTTError(f"horizon must be >= 1 for a CSV file, got {self.horizon}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise TBPTTError(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
+        if self.test_fraction > 0 and self.test_file is not None:
+            raise TBPTTError("give test_fraction or test_file, not both")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise TBPTTError(
+                f"validation_fraction {self.validation_fraction} and test_fraction "
+                f"{self.test_fraction} leave no training data; lower them"
+            )
         at_least(1, min_count=self.min_count, length=self.length, batch_size=self.batch_size)
         at_least(1, num_sequences=self.num_sequences)
-        for name in ("inputs", "targets"):
+        for name in ("inputs", "targets", "exclude", "calendar"):
             if getattr(self, name) == []:
                 raise TBPTTError(f"{name} names no column; name at least one, or leave it out")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -170,11 +212,48 @@ class EvalConfig:
     """Task: generate the evaluation data from this seed (default: the run's seed + 1)."""
     device: str = "cpu"
     """cpu, cuda or cuda:N."""
+    split: str = "validation"
+    """CSV, without FILE: the split to score, validation or test (with the state warmed
+    on all the data before it)."""
+    warmup: int = 0
+    """CSV, with FILE: steps the model reads before the first scored forecast (the
+    state is warmed on them; origins need season and ar_lags steps of history too)."""
 
     def __post_init__(self) -> None:
         at_least(1, batch_size=self.batch_size)
-        at_least(0, seed=self.seed)
+        at_least(0, seed=self.seed, warmup=self.warmup)
+        one_of("split", self.split, ("validation", "test"))
         parse_device(self.device)
+
+
+@dataclass
+class PredictConfig:
+    """Where to write a CSV run's forecasts, and of which data."""
+
+    out: str | None = None
+    """The predictions file: .csv (one row per forecast origin: its time or row, then
+    COLUMN+1 .. COLUMN+H for each target, in the data's units) or .npy (an array of
+    shape origins x horizon x targets)."""
+    split: str = "test"
+    """Without FILE: the split to forecast, validation or test (the state warmed on
+    all the data before it)."""
+    warmup: int = 0
+    """With FILE: steps the model reads before the first forecast."""
+    plot: str | None = None
+    """Also draw truth against the forecasts at some leads into this PNG file."""
+    leads: str | None = None
+    """The leads to plot, comma-separated (default: 1 and the horizon)."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        at_least(0, warmup=self.warmup)
+        one_of("split", self.split, ("validation", "test"))
+        parse_device(self.device)
+        if self.out is None or Path(self.out).suffix not in (".csv", ".npy"):
+            raise TBPTTError(f"predict needs --out FILE ending in .csv or .npy, got {self.out!r}")
+        if self.plot is not None and Path(self.plot).suffix != ".png":
+            raise TBPTTError(f"--plot draws a PNG: give a file ending in .png, got {self.plot!r}")
 
 
 @dataclass
@@ -208,6 +287,10 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 """The sections of a config file, by name."""
 TOP_LEVEL = ("run_dir",)
 """Keys of a config file outside the sections."""
+RECORDED = ("splits",)
+"""Keys a run's ``config.json`` records about its data (a CSV run's split boundaries):
+derived from the data again on every read, so a config file may hold them and they
+are ignored."""
 
 
 def one_of(name: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -326,6 +409,8 @@ def check_document(document: dict[str, Any], where: str) -> dict[str, dict[str, 
             checked[key] = check_section(key, value, where)
         elif key in SECTIONS:
             raise TBPTTError(f"{where}: {key} must be a section [{key}], got {value!r}")
+        elif key in RECORDED:
+            continue
         elif key in TOP_LEVEL:
             checked["run"][key] = convert(value, str | None, f"{where}: {key}")
         else:
