@@ -61,7 +61,7 @@ def config_for(world, **data) -> RunConfig:
 
 def test_no_training_or_validation_pair_crosses_a_split_boundary(world):
     config = config_for(world, horizon=5, test_fraction=0.25, scale_targets=False)
-    config = replace(config, data=replace(config.data, predict_change=False))
+    config = replace(config, data=replace(config.data, base="none"))
     series, splits = forecasting.load_series(config.data)
     train, validation, _, _ = forecasting.run_data(config, None)
     # the targets are temperatures: find the step each came from
@@ -94,9 +94,9 @@ def test_forecasts_round_trip_to_the_original_units(world):
     config = config_for(world, horizon=3, test_fraction=0.25)
     series, splits = forecasting.load_series(config.data)
     transforms = forecasting.fit_transforms(config.data, series, splits)
-    assert transforms.scale_targets and transforms.predict_change
-    origins = np.arange(len(series) - 3)
-    back = transforms.forecasts(series, transforms.model_targets(series), origins)
+    assert transforms.scale_targets and transforms.base == "linear_ar"
+    origins = np.arange(transforms.first_origin, len(series) - 3)
+    back = transforms.forecasts(series, transforms.model_targets(series)[origins], origins)
     np.testing.assert_allclose(back, lead_truth(series.targets, origins, 3), rtol=1e-5)
 
 

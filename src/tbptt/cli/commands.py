@@ -150,7 +150,7 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     the device are checked, and an existing run directory only with ``overwrite``. A
     run that fails before its first checkpoint leaves nothing behind. Under torchrun
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
-    config = forecasting.with_restore_best(resolved(config))
+    config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
     with distributed.launched():
@@ -438,7 +438,8 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         )
     else:  # every origin after the warm-up, the last one forecasting beyond the file
         series = forecasting.read_new_file(config.data, transforms, file)
-        origins = np.arange(min(settings.warmup, len(series) - 1), len(series))
+        first = max(settings.warmup, transforms.first_origin)
+        origins = np.arange(min(first, len(series) - 1), len(series))
         where = f"{file} from step {origins[0]}"
     forecasts = forecasting.forecast(model, transforms, series, origins, settings.device)
     header, rows = forecasting.predictions_table(transforms, series, origins, forecasts)

@@ -16,8 +16,10 @@ RUN FILE --warmup N`` reads a new file from its first step and scores the origin
 from step N on.
 
 **Scaling.** Inputs (calendar features included) and targets are scaled to zero mean
-and unit variance on the training split; with ``predict_change`` the model predicts
-each lead's scaled change from the last observed value. :class:`Transforms` maps
+and unit variance on the training split. The model corrects a base forecast
+(``--base``): it predicts each lead's scaled difference from the linear AR baseline's
+forecast (``linear_ar``), from the last observed value (``last``), or the scaled value
+itself (``none``). :class:`Transforms` maps
 files to model inputs and targets and forecasts back to the data's units; it is
 saved in every checkpoint.
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,8 @@ class Transforms:
     targets: Normalizer
     """Of the targets on the training split (the scaled units reports give)."""
     scale_targets: bool
-    predict_change: bool
+    base: str
+    """What the model's outputs are added to: none, last or linear_ar."""
     horizon: int
     season: int | None
     ar: LinearAR
@@ -119,20 +122,36 @@ class Transforms:
         """Target values ``(..., O)`` in the units the model trains on."""
         return self.targets.transform(values) if self.scale_targets else values
 
+    @property
+    def first_origin(self) -> int:
+        """The first step with a base forecast (the linear AR needs its lags)."""
+        return self.ar.lags - 1 if self.base == "linear_ar" else 0
+
+    def base_forecast(self, series: Series, origins: np.ndarray) -> np.ndarray:
+        """The base forecasts at ``origins`` (all >= first_origin) in the model's units:
+        ``(M, H, O)``."""
+        targets = series.targets.astype(np.float64)
+        if self.base == "linear_ar":
+            return self.scaled(self.ar.predict(targets, origins))
+        shape = (len(origins), self.horizon, targets.shape[1])
+        if self.base == "last":
+            return np.broadcast_to(self.scaled(targets[origins])[:, None, :], shape)
+        return np.zeros(shape)
+
     def model_targets(self, series: Series) -> np.ndarray:
-        """The model's targets at origins ``0 .. N - H - 1``: ``(N - H, H * O)``."""
-        origins = np.arange(len(series) - self.horizon)
-        goals = self.scaled(lead_truth(series.targets, origins, self.horizon))
-        if self.predict_change:
-            goals = goals - self.scaled(series.targets[origins])[:, None, :]
-        return goals.reshape(len(origins), -1).astype(np.float32)
+        """The model's targets at origins ``0 .. N - H - 1``: ``(N - H, H * O)``, zeros
+        before first_origin (no origin there is trained on or scored)."""
+        origins = np.arange(self.first_origin, len(series) - self.horizon)
+        goals = self.scaled(lead_truth(series.targets.astype(np.float64), origins, self.horizon))
+        goals = (goals - self.base_forecast(series, origins)).reshape(len(origins), -1)
+        padding = np.zeros((self.first_origin, goals.shape[1]))
+        return np.concatenate([padding, goals]).astype(np.float32)
 
     def forecasts(self, series: Series, outputs: np.ndarray, origins: np.ndarray) -> np.ndarray:
-        """The model's ``outputs: (M, H * O)`` at ``origins`` in the data's units:
-        ``(M, H, O)``."""
+        """The model's ``outputs: (M, H * O)`` at ``origins`` (all >= first_origin) in
+        the data's units: ``(M, H, O)``."""
         values = outputs.astype(np.float64).reshape(len(origins), self.horizon, -1)
-        if self.predict_change:
-            values = values + self.scaled(series.targets[origins].astype(np.float64))[:, None]
+        values = values + self.base_forecast(series, origins)
         return self.targets.inverse_transform(values) if self.scale_targets else values
 
     def state_dict(self) -> dict[str, Any]:
@@ -144,7 +163,7 @@ class Transforms:
             "inputs": self.inputs.state_dict(),
             "targets": self.targets.state_dict(),
             "scale_targets": self.scale_targets,
-            "predict_change": self.predict_change,
+            "base": self.base,
             "horizon": self.horizon,
             "season": self.season,
             "ar": self.ar.state_dict(),
@@ -160,7 +179,7 @@ class Transforms:
             Normalizer.from_state_dict(state["inputs"]),
             Normalizer.from_state_dict(state["targets"]),
             bool(state["scale_targets"]),
-            bool(state["predict_change"]),
+            str(state["base"]),
             int(state["horizon"]),
             None if state["season"] is None else int(state["season"]),
             LinearAR.from_state_dict(state["ar"]),
@@ -275,7 +294,7 @@ def fit_transforms(data: DataConfig, series: Series, splits: Splits) -> Transfor
         Normalizer.fit(train.inputs),
         Normalizer.fit(train.targets),
         data.scale_targets,
-        data.predict_change,
+        data.base,
         data.horizon,
         season,
         LinearAR.fit(train.targets, data.ar_lags, data.horizon),
@@ -300,9 +319,12 @@ def run_data(
     else:
         transforms = fit_transforms(data, series, splits)
     inputs, targets = transforms.model_inputs(series), transforms.model_targets(series)
-    train_origins = origins_of(splits, "train", data.horizon)
-    batch_size = min(data.batch_size, len(train_origins))
-    steps = config.train.batch_steps(max(len(train_origins) // batch_size, 1))
+    train_origins = origins_of(splits, "train", data.horizon)[transforms.first_origin :]
+    steps = config.train.batch_steps(len(train_origins))
+    batch_size = max(1, min(data.batch_size, len(train_origins) // steps))
+    if batch_size < data.batch_size:
+        logger.info("batch_size %d -> %d: each stream holds a window", data.batch_size, batch_size)
+    steps = config.train.batch_steps(len(train_origins) // batch_size)
     train = Streams(inputs[train_origins], targets[train_origins], batch_size, steps)
     last = origins_of(splits, "validation", data.horizon)[-1] + 1
     valid = np.arange(last) >= splits.train  # warm on the training steps, score validation
@@ -572,14 +594,10 @@ class ForecastRun:
         """Forecasts from every step of ``data`` (a CSV file with the run's columns, or
         a series from :meth:`read`), read as one stream from its first step:
         ``(N, H, O)`` in the data's units; row t forecasts steps t+1 .. t+H, so the
-        last row forecasts beyond the data."""
+        last row forecasts beyond the data. Rows before ``transforms.first_origin``
+        (the linear AR base's lags) are NaN."""
         series = self.read(data) if not isinstance(data, Series) else data
-        origins = np.arange(len(series))
-        return forecast(self.model, self.transforms, series, origins, self.device)
-
-
-def with_restore_best(config: RunConfig) -> RunConfig:
-    """A CSV run restores its best weights at the end unless told otherwise."""
-    if config.data.csv is None or config.train.restore_best is not None:
-        return config
-    return replace(config, train=replace(config.train, restore_best=True))
+        first = self.transforms.first_origin
+        origins = np.arange(first, len(series))
+        forecasts = forecast(self.model, self.transforms, series, origins, self.device)
+        return np.concatenate([np.full((first, *forecasts.shape[1:]), np.nan), forecasts])

@@ -80,7 +80,9 @@ class DataConfig:
     text: str | None = None
     """A UTF-8 text file to model, next token from the ones before (a language model)."""
     csv: str | None = None
-    """A CSV file with a header row: forecast the target columns from the input columns."""
+    """A CSV file with a header row: forecast the target columns from the input columns.
+    A CSV run's defaults differ: hidden_size 64, num_layers 1, batch_size 8, k1 32,
+    epochs 100 with patience 10, restore_best."""
     tokens: str | None = None
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
@@ -123,9 +125,10 @@ class DataConfig:
     scale_targets: bool = True
     """CSV: train on targets scaled to zero mean and unit variance on the training
     split (forecasts are mapped back to the data's units)."""
-    predict_change: bool = True
-    """CSV: the model predicts each lead's change from the last observed value, which
-    is added back."""
+    base: str = "linear_ar"
+    """CSV: the forecast the model corrects (its outputs are added to it): linear_ar
+    (the linear AR baseline's), last (the last observed value: the model predicts the
+    change) or none (the model predicts the scaled values)."""
     season: int | None = None
     """CSV: the season of the seasonal naive baseline (default: from the time
     column's spacing: 24 hourly, 7 daily, 12 monthly; none without dates)."""
@@ -143,7 +146,8 @@ class DataConfig:
     """Share of a file, from its end, held out for validation (tasks generate their
     validation data instead)."""
     batch_size: int = 32
-    """Parallel streams per batch (B)."""
+    """Parallel streams per batch (B); a CSV run lowers it so that each stream holds
+    a window of k1 steps."""
     seed: int = 0
     """Task: seeds the training data; validation data uses seed + 1."""
 
@@ -163,6 +167,7 @@ class DataConfig:
         one_of("dtype", self.dtype, RAW_DTYPES)
         at_least(0, horizon=self.horizon, seed=self.seed)
         at_least(1, season=self.season, ar_lags=self.ar_lags)
+        one_of("base", self.base, ("linear_ar", "last", "none"))
         if self.csv is not None and self.horizon < 1:
             raise TBPTTError(f"horizon must be >= 1 for a CSV file, got {self.horizon}")
         if not 0.0 <= self.test_fraction < 1.0:
@@ -439,12 +444,22 @@ def read_config_file(path: str) -> dict[str, dict[str, Any]]:
     return check_document(document, str(path))
 
 
+FORECAST_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"hidden_size": 64, "num_layers": 1},
+    "data": {"batch_size": 8},
+    "train": {"k1": 32, "epochs": 100, "patience": 10, "restore_best": True},
+}
+"""The defaults of a CSV forecasting run where they differ from the fields': a small
+model trained to early stopping on validation, ending with its best weights
+(measured in docs/results.md, Forecasting)."""
+
+
 def resolve(
     file_values: dict[str, dict[str, Any]], options: dict[str, dict[str, Any]]
 ) -> RunConfig:
-    """The run's config: defaults, then ``file_values``, then ``options`` (both as
-    :func:`check_document` returns them). A data source among the options replaces
-    the file's."""
+    """The run's config: defaults (:data:`FORECAST_DEFAULTS` first for a CSV run), then
+    ``file_values``, then ``options`` (both as :func:`check_document` returns them). A
+    data source among the options replaces the file's."""
     merged = {}
     for section in (*SECTIONS, "run"):
         base = dict(file_values.get(section, {}))
@@ -452,6 +467,9 @@ def resolve(
         if section == "data" and any(name in given for name in SOURCES):
             base = {key: value for key, value in base.items() if key not in SOURCES}
         merged[section] = {**base, **given}
+    if merged["data"].get("csv") is not None:
+        for section, values in FORECAST_DEFAULTS.items():
+            merged[section] = {**values, **merged[section]}
     return RunConfig(
         data=DataConfig(**merged["data"]),
         model=ModelConfig(**merged["model"]),
