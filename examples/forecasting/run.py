@@ -40,11 +40,13 @@ ARMS: dict[str, list[str]] = {
     "default": [],
     "base_last": ["--base", "last"],
     "base_none": ["--base", "none"],
+    "input_levels": ["--no-input-changes"],
     "unscaled": ["--no-scale-targets"],
     "wide": ["--hidden-size", "128"],
     "long_k": ["--k1", "64", "--k2", "128"],
     "short_k": ["--k1", "16", "--k2", "16"],
-    "no_early_stop": ["--patience", "none", "--no-restore-best"],
+    "patience_10": ["--patience", "10"],
+    "last_weights": ["--no-restore-best"],
 }
 """Variations on the defaults, to measure what helps."""
 

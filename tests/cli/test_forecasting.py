@@ -203,3 +203,13 @@ def test_bad_forecasting_input_is_refused_in_one_line(world, monkeypatch, capsys
 def test_bad_eval_and_predict_input_is_refused(world, monkeypatch, capsys, argv, fragments):
     monkeypatch.chdir(world)
     assert_refused(argv, fragments, world, capsys)
+
+
+def test_the_model_reads_the_inputs_changes_scaled_on_the_training_split(world):
+    config = config_for(world, horizon=2, test_fraction=0.25)
+    series, splits = forecasting.load_series(config.data)
+    transforms = forecasting.fit_transforms(config.data, series, splits)
+    changes = np.diff(series.inputs.astype(np.float64), axis=0, prepend=series.inputs[:1])
+    train = changes[: splits.train]
+    expected = (changes - train.mean(axis=0)) / train.std(axis=0)
+    np.testing.assert_allclose(transforms.model_inputs(series), expected, rtol=1e-4, atol=1e-5)

@@ -103,6 +103,8 @@ class Transforms:
     targets: Normalizer
     """Of the targets on the training split (the scaled units reports give)."""
     scale_targets: bool
+    input_changes: bool
+    """The model reads each input's change from the step before, not its level."""
     base: str
     """What the model's outputs are added to: none, last or linear_ar."""
     horizon: int
@@ -116,7 +118,7 @@ class Transforms:
 
     def model_inputs(self, series: Series) -> np.ndarray:
         """The model's inputs: ``(N, F)`` float32, scaled."""
-        return self.inputs.transform(series.inputs).astype(np.float32)
+        return self.inputs.transform(raw_inputs(series, self.input_changes)).astype(np.float32)
 
     def scaled(self, values: np.ndarray) -> np.ndarray:
         """Target values ``(..., O)`` in the units the model trains on."""
@@ -163,6 +165,7 @@ class Transforms:
             "inputs": self.inputs.state_dict(),
             "targets": self.targets.state_dict(),
             "scale_targets": self.scale_targets,
+            "input_changes": self.input_changes,
             "base": self.base,
             "horizon": self.horizon,
             "season": self.season,
@@ -179,11 +182,19 @@ class Transforms:
             Normalizer.from_state_dict(state["inputs"]),
             Normalizer.from_state_dict(state["targets"]),
             bool(state["scale_targets"]),
+            bool(state["input_changes"]),
             str(state["base"]),
             int(state["horizon"]),
             None if state["season"] is None else int(state["season"]),
             LinearAR.from_state_dict(state["ar"]),
         )
+
+
+def raw_inputs(series: Series, changes: bool) -> np.ndarray:
+    """The inputs ``(N, F)``, or their changes from the step before (0 at step 0)."""
+    if not changes:
+        return series.inputs
+    return np.diff(series.inputs, axis=0, prepend=series.inputs[:1])
 
 
 def read_series(
@@ -291,9 +302,10 @@ def fit_transforms(data: DataConfig, series: Series, splits: Splits) -> Transfor
         tuple(file_inputs(series, data)),
         series.target_names,
         tuple(data.calendar or ()),
-        Normalizer.fit(train.inputs),
+        Normalizer.fit(raw_inputs(train, data.input_changes)),
         Normalizer.fit(train.targets),
         data.scale_targets,
+        data.input_changes,
         data.base,
         data.horizon,
         season,

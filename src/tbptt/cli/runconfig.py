@@ -82,7 +82,7 @@ class DataConfig:
     csv: str | None = None
     """A CSV file with a header row: forecast the target columns from the input columns.
     A CSV run's defaults differ: hidden_size 64, num_layers 1, batch_size 8, k1 32,
-    epochs 100 with patience 10, restore_best."""
+    epochs 100, restore_best."""
     tokens: str | None = None
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
@@ -125,6 +125,10 @@ class DataConfig:
     scale_targets: bool = True
     """CSV: train on targets scaled to zero mean and unit variance on the training
     split (forecasts are mapped back to the data's units)."""
+    input_changes: bool = True
+    """CSV: the model reads each input's change from the step before instead of its
+    level (both scaled on the training split), so levels the training data never
+    reached (a trend) do not throw it off."""
     base: str = "linear_ar"
     """CSV: the forecast the model corrects (its outputs are added to it): linear_ar
     (the linear AR baseline's), last (the last observed value: the model predicts the
@@ -447,11 +451,12 @@ def read_config_file(path: str) -> dict[str, dict[str, Any]]:
 FORECAST_DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"hidden_size": 64, "num_layers": 1},
     "data": {"batch_size": 8},
-    "train": {"k1": 32, "epochs": 100, "patience": 10, "restore_best": True},
+    "train": {"k1": 32, "epochs": 100, "restore_best": True},
 }
 """The defaults of a CSV forecasting run where they differ from the fields': a small
-model trained to early stopping on validation, ending with its best weights
-(measured in docs/results.md, Forecasting)."""
+model trained for 100 epochs, evaluated on validation after each, ending with the
+best epoch's weights (measured in docs/results.md, Forecasting: early stopping
+with patience 10 stopped too soon)."""
 
 
 def resolve(
