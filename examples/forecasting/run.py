@@ -11,7 +11,7 @@ persistence, seasonal naive and the linear AR baseline. Writes ``results.json``
 
     python examples/forecasting/run.py --out results/forecasting          # the table
     python examples/forecasting/run.py --quick                             # < 1 minute
-    python examples/forecasting/run.py --arms default no_change --split validation
+    python examples/forecasting/run.py --arms default base_last --split validation
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
 from tbptt.cli import commands
 from tbptt.cli.main import main
@@ -81,7 +81,6 @@ def train_and_score(
     run_dir = args.out / "runs" / f"{csv.stem}-h{horizon}-{arm}-s{seed}"
     argv = ["train", "--csv", str(csv), "--horizon", str(horizon), *extra, *ARMS[arm]]
     argv += ["--validation-fraction", "0.15", "--test-fraction", "0.2", "--seed", str(seed)]
-    argv += ["--threads", "1"] if args.threads_option else []
     argv += [*args.train_options, "--quiet", "--overwrite", "--run-dir", str(run_dir)]
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -161,7 +160,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="more tbptt train options for every run (last on the line)",
     )
     args = parser.parse_args(argv)
-    args.threads_option = False
     if args.quick:
         args.series, args.horizons, args.seeds = ["co2"], [24], [0]
         args.train_options = [*args.train_options, "--epochs", "3"]
@@ -201,5 +199,5 @@ def main_script(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
+    torch.set_num_threads(1)  # a shared machine: one thread per run
     main_script()
