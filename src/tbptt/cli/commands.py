@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tbptt.cli import forecasting
+from tbptt.cli import forecast_output, forecasting
 from tbptt.cli.runconfig import (
     PATH_FIELDS,
     SOURCES,
@@ -272,7 +272,7 @@ def report_forecasts(model: Any, config: RunConfig, run: RunData, output: Output
     device = str(next(model.parameters()).device)
     for split in splits:
         report = forecasting.evaluate_run(model, config, saved, None, split, 0, device)
-        output.report(report, forecasting.format_report(report))
+        output.report(report, forecast_output.format_report(report))
 
 
 def write_error(error: OSError, run_dir: Path) -> TBPTTError:
@@ -431,7 +431,7 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         leads = [int(lead) for lead in (settings.leads or "").split(",") if lead.strip()]
     except ValueError:
         raise TBPTTError(f"--leads {settings.leads!r}: give numbers like 1,24") from None
-    leads = forecasting.check_leads(leads, transforms.horizon)
+    leads = forecast_output.check_leads(leads, transforms.horizon)
     if file is None:
         series, origins, where = forecasting.scored_origins(
             config, transforms, file, settings.split, settings.warmup
@@ -442,9 +442,9 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         origins = np.arange(min(first, len(series) - 1), len(series))
         where = f"{file} from step {origins[0]}"
     forecasts = forecasting.forecast(model, transforms, series, origins, settings.device)
-    header, rows = forecasting.predictions_table(transforms, series, origins, forecasts)
+    header, rows = forecast_output.predictions_table(transforms, series, origins, forecasts)
     assert settings.out is not None
-    forecasting.write_predictions(settings.out, header, rows, forecasts)
+    forecast_output.write_predictions(settings.out, header, rows, forecasts)
     if settings.plot is not None:
-        forecasting.plot_forecast(settings.plot, transforms, series, origins, forecasts, leads)
+        forecast_output.plot_forecast(settings.plot, transforms, series, origins, forecasts, leads)
     return {"out": settings.out, "plot": settings.plot, "origins": len(origins), "data": where}

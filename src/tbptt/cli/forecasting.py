@@ -15,13 +15,11 @@ all of training and validation. Only the split's origins are scored. ``tbptt eva
 RUN FILE --warmup N`` reads a new file from its first step and scores the origins
 from step N on.
 
-**Scaling.** Inputs (calendar features included) and targets are scaled to zero mean
-and unit variance on the training split. The model corrects a base forecast
-(``--base``): it predicts each lead's scaled difference from the linear AR baseline's
-forecast (``linear_ar``), from the last observed value (``last``), or the scaled value
-itself (``none``). :class:`Transforms` maps
-files to model inputs and targets and forecasts back to the data's units; it is
-saved in every checkpoint.
+**Scaling.** Inputs (calendar features included; by default their changes from the
+step before) and targets are scaled to zero mean and unit variance on the training
+split, and the model corrects a base forecast (``--base``);
+:class:`tbptt.forecast.Transforms` maps files to model inputs and targets and
+forecasts back to the data's units, and is saved in every checkpoint.
 
 **Baselines** (:mod:`tbptt.forecast`) are scored on the same origins and leads: the
 first scored origin of a new file leaves ``season`` and ``ar_lags`` steps of history.
@@ -30,9 +28,7 @@ first scored origin of a new file leaves ``season`` and ``ar_lags`` steps of his
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,15 +39,17 @@ from tbptt.cli.runconfig import DataConfig, RunConfig
 from tbptt.data import Normalizer, Series, Streams, read_csv
 from tbptt.data.calendar import calendar_features, season_of
 from tbptt.errors import TBPTTError
-from tbptt.files import atomic_write, file_error
+from tbptt.files import file_error
 from tbptt.forecast import (
     LinearAR,
+    Transforms,
     forecast_metrics,
     lead_truth,
     persistence,
     seasonal_naive,
     skill,
 )
+from tbptt.forecast.transforms import raw_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -88,113 +86,6 @@ class Splits:
                 if times is not None:
                     document[name].update(first=times[start], last=times[stop - 1])
         return document
-
-
-@dataclass(frozen=True)
-class Transforms:
-    """What maps a CSV file to the model's inputs and targets, and forecasts back."""
-
-    input_columns: tuple[str, ...]
-    """The file's input columns (calendar features come after them)."""
-    target_columns: tuple[str, ...]
-    calendar: tuple[str, ...]
-    inputs: Normalizer
-    """Of the model's inputs, calendar features included, on the training split."""
-    targets: Normalizer
-    """Of the targets on the training split (the scaled units reports give)."""
-    scale_targets: bool
-    input_changes: bool
-    """The model reads each input's change from the step before, not its level."""
-    base: str
-    """What the model's outputs are added to: none, last or linear_ar."""
-    horizon: int
-    season: int | None
-    ar: LinearAR
-
-    @property
-    def history(self) -> int:
-        """Steps before the first origin the baselines can forecast from."""
-        return max(self.season or 1, self.ar.lags) - 1
-
-    def model_inputs(self, series: Series) -> np.ndarray:
-        """The model's inputs: ``(N, F)`` float32, scaled."""
-        return self.inputs.transform(raw_inputs(series, self.input_changes)).astype(np.float32)
-
-    def scaled(self, values: np.ndarray) -> np.ndarray:
-        """Target values ``(..., O)`` in the units the model trains on."""
-        return self.targets.transform(values) if self.scale_targets else values
-
-    @property
-    def first_origin(self) -> int:
-        """The first step with a base forecast (the linear AR needs its lags)."""
-        return self.ar.lags - 1 if self.base == "linear_ar" else 0
-
-    def base_forecast(self, series: Series, origins: np.ndarray) -> np.ndarray:
-        """The base forecasts at ``origins`` (all >= first_origin) in the model's units:
-        ``(M, H, O)``."""
-        targets = series.targets.astype(np.float64)
-        if self.base == "linear_ar":
-            return self.scaled(self.ar.predict(targets, origins))
-        shape = (len(origins), self.horizon, targets.shape[1])
-        if self.base == "last":
-            return np.broadcast_to(self.scaled(targets[origins])[:, None, :], shape)
-        return np.zeros(shape)
-
-    def model_targets(self, series: Series) -> np.ndarray:
-        """The model's targets at origins ``0 .. N - H - 1``: ``(N - H, H * O)``, zeros
-        before first_origin (no origin there is trained on or scored)."""
-        origins = np.arange(self.first_origin, len(series) - self.horizon)
-        goals = self.scaled(lead_truth(series.targets.astype(np.float64), origins, self.horizon))
-        goals = (goals - self.base_forecast(series, origins)).reshape(len(origins), -1)
-        padding = np.zeros((self.first_origin, goals.shape[1]))
-        return np.concatenate([padding, goals]).astype(np.float32)
-
-    def forecasts(self, series: Series, outputs: np.ndarray, origins: np.ndarray) -> np.ndarray:
-        """The model's ``outputs: (M, H * O)`` at ``origins`` (all >= first_origin) in
-        the data's units: ``(M, H, O)``."""
-        values = outputs.astype(np.float64).reshape(len(origins), self.horizon, -1)
-        values = values + self.base_forecast(series, origins)
-        return self.targets.inverse_transform(values) if self.scale_targets else values
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data, for a checkpoint's extra."""
-        return {
-            "input_columns": list(self.input_columns),
-            "target_columns": list(self.target_columns),
-            "calendar": list(self.calendar),
-            "inputs": self.inputs.state_dict(),
-            "targets": self.targets.state_dict(),
-            "scale_targets": self.scale_targets,
-            "input_changes": self.input_changes,
-            "base": self.base,
-            "horizon": self.horizon,
-            "season": self.season,
-            "ar": self.ar.state_dict(),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> Transforms:
-        """The transforms saved by :meth:`state_dict`."""
-        return cls(
-            tuple(state["input_columns"]),
-            tuple(state["target_columns"]),
-            tuple(state["calendar"]),
-            Normalizer.from_state_dict(state["inputs"]),
-            Normalizer.from_state_dict(state["targets"]),
-            bool(state["scale_targets"]),
-            bool(state["input_changes"]),
-            str(state["base"]),
-            int(state["horizon"]),
-            None if state["season"] is None else int(state["season"]),
-            LinearAR.from_state_dict(state["ar"]),
-        )
-
-
-def raw_inputs(series: Series, changes: bool) -> np.ndarray:
-    """The inputs ``(N, F)``, or their changes from the step before (0 at step 0)."""
-    if not changes:
-        return series.inputs
-    return np.diff(series.inputs, axis=0, prepend=series.inputs[:1])
 
 
 def read_series(
@@ -473,111 +364,6 @@ def read_new_file(data: DataConfig, transforms: Transforms, file: str) -> Series
         data, file, list(transforms.input_columns), list(transforms.target_columns)
     )
     return series
-
-
-def predictions_table(
-    transforms: Transforms, series: Series, origins: np.ndarray, forecasts: np.ndarray
-) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of a predictions CSV: the origin's time (or row), then
-    ``COLUMN+1 .. COLUMN+H`` for each target, in the data's units."""
-    names = transforms.target_columns
-    header = ["time" if series.times is not None else "row"]
-    header += [f"{name}+{lead}" for name in names for lead in range(1, transforms.horizon + 1)]
-    rows = []
-    for origin, values in zip(origins, forecasts, strict=True):
-        label = series.times[origin] if series.times is not None else str(origin)
-        rows.append([label, *(f"{v:.7g}" for v in values.T.reshape(-1))])
-    return header, rows
-
-
-def write_predictions(
-    path: str, header: list[str], rows: list[list[str]], forecasts: np.ndarray
-) -> None:
-    """Write the predictions as CSV, or as a ``.npy`` array ``(M, H, O)``."""
-    import csv
-    import io
-
-    if path.endswith(".npy"):
-        buffer = io.BytesIO()
-        np.save(buffer, forecasts)
-        payload = buffer.getvalue()
-    else:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        payload = text.getvalue().encode()
-    with atomic_write(Path(path)) as file:
-        file.write(payload)
-
-
-def plot_forecast(
-    path: str,
-    transforms: Transforms,
-    series: Series,
-    origins: np.ndarray,
-    forecasts: np.ndarray,
-    leads: list[int],
-) -> None:
-    """Truth against the forecasts at ``leads``, each drawn at the step it forecasts,
-    one panel per target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    count = len(transforms.target_columns)
-    figure, axes = plt.subplots(count, 1, figsize=(10, 3 * count), squeeze=False)
-    span = np.arange(origins[0], min(origins[-1] + transforms.horizon + 1, len(series)))
-    for index, (axis, name) in enumerate(zip(axes[:, 0], transforms.target_columns, strict=True)):
-        axis.plot(span, series.targets[span, index], color="black", lw=1.2, label="truth")
-        for lead in leads:
-            axis.plot(origins + lead, forecasts[:, lead - 1, index], lw=1, label=f"lead {lead}")
-        axis.set_ylabel(name)
-        axis.legend(loc="upper left", fontsize=8)
-    axes[-1, 0].set_xlabel("step" if series.times is None else "step (row of the series)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def check_leads(leads: list[int] | None, horizon: int) -> list[int]:
-    """The leads to plot (default: 1 and the horizon), each in ``[1, horizon]``."""
-    chosen = sorted({1, horizon}) if not leads else leads
-    bad = [lead for lead in chosen if not 1 <= lead <= horizon]
-    if bad:
-        raise TBPTTError(f"--leads {bad[0]} is not in [1, {horizon}]; choose leads of the run")
-    return chosen
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """A forecast report as a table: one row per method, then the verdict and the
-    error per lead (a few leads for long horizons)."""
-    columns = ("mse", "mae", "rmse", "mse_scaled", "mae_scaled", "skill")
-    width = max(len(name) for name in report["methods"]) + 2
-    lines = [
-        f"forecast  {report['data']}: {report['origins']} origins, leads 1..{report['horizon']}",
-        f"{'':{width}}" + "".join(f"{c:>12}" for c in columns),
-    ]
-    for name, metrics in report["methods"].items():
-        lines.append(f"{name:{width}}" + "".join(f"{metrics[c]:12.5g}" for c in columns))
-    lines.append(report["verdict"])
-    horizon = report["horizon"]
-    shown = sorted({1, *range(0, horizon + 1, max(horizon // 6, 1))} - {0} | {horizon})
-    lines.append(f"{'mse by lead':{width}}" + "".join(f"{'lead ' + str(h):>12}" for h in shown))
-    for name, metrics in report["methods"].items():
-        values = "".join(f"{metrics['mse_by_lead'][h - 1]:12.5g}" for h in shown)
-        lines.append(f"{name:{width}}{values}")
-    return "\n".join(lines)
-
-
-def all_finite(report: dict[str, Any]) -> bool:
-    """Whether every number of a report is finite (the skill may be NaN)."""
-    return all(
-        math.isfinite(metrics[key])
-        for metrics in report["methods"].values()
-        for key in ("mse", "mae")
-    )
 
 
 @dataclass

@@ -117,7 +117,7 @@ def run_eval(args: argparse.Namespace) -> int:
     settings = EvalConfig(**options_of(args).get("eval", {}))
     metrics = commands.evaluate(args.checkpoint, args.file, settings)
     if "methods" in metrics:  # a forecasting run's report
-        from tbptt.cli.forecasting import all_finite, format_report
+        from tbptt.cli.forecast_output import all_finite, format_report
 
         print(json.dumps(metrics) if args.json else format_report(metrics))
         if not all_finite(metrics):
