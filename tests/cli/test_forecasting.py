@@ -16,6 +16,7 @@ from tbptt.cli import forecasting
 from tbptt.cli.main import main
 from tbptt.cli.runconfig import DataConfig, RunConfig, TrainConfig
 from tbptt.data import read_csv
+from tbptt.errors import TBPTTError
 from tbptt.forecast import forecast_metrics, lead_truth
 from tests.cli.test_bad_input import assert_refused
 
@@ -213,3 +214,41 @@ def test_the_model_reads_the_inputs_changes_scaled_on_the_training_split(world):
     train = changes[: splits.train]
     expected = (changes - train.mean(axis=0)) / train.std(axis=0)
     np.testing.assert_allclose(transforms.model_inputs(series), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_calendar_features_are_inputs_after_the_file_columns(world):
+    data = DataConfig(csv=str(world / "hourly.csv"), calendar=["hour", "weekday"])
+    series = forecasting.read_series(data, data.csv)
+    assert series.input_names == (
+        "temp",
+        "wind",
+        "hour_sin",
+        "hour_cos",
+        "weekday_sin",
+        "weekday_cos",
+    )
+    assert series.inputs[6, 2] == pytest.approx(1.0)  # 06:00: a quarter of the day
+
+
+def test_validation_and_test_files_follow_the_training_file(world, tmp_path):
+    rows = hourly_rows(STEPS)
+    for name, part in (("train", rows[:150]), ("validation", rows[150:190]), ("test", rows[190:])):
+        write_series(tmp_path / f"{name}.csv", part)
+    data = DataConfig(
+        csv=str(tmp_path / "train.csv"),
+        validation_file=str(tmp_path / "validation.csv"),
+        test_file=str(tmp_path / "test.csv"),
+    )
+    series, splits = forecasting.load_series(data)
+    assert (splits.train, splits.validation, splits.end) == (150, 190, STEPS)
+    whole = read_csv(world / "hourly.csv")
+    np.testing.assert_array_equal(series.inputs, whole.inputs)
+    assert series.times == whole.times
+
+
+def test_a_test_fraction_cannot_come_after_a_validation_file(world):
+    data = DataConfig(
+        csv=str(world / "hourly.csv"), validation_file=str(world / "hourly.csv"), test_fraction=0.2
+    )
+    with pytest.raises(TBPTTError, match="give --test-file instead"):
+        forecasting.load_series(data)
