@@ -20,6 +20,7 @@ from tbptt.errors import TBPTTError
 
 if TYPE_CHECKING:
     from tbptt import data, losses, models
+    from tbptt.cli.forecasting import ForecastRun
     from tbptt.engine import RandomTruncation, Runner, Window, detach, gradients, unroll
 
 try:
@@ -31,6 +32,21 @@ SUBMODULES = ("data", "losses", "models")
 ENGINE = ("RandomTruncation", "Runner", "Window", "detach", "gradients", "unroll")
 """Names of :mod:`tbptt.engine` exported here."""
 
+
+def load_run(path: str, device: str = "cpu") -> ForecastRun:
+    """A trained forecasting run (``tbptt train --csv``) from its run directory or a
+    checkpoint: ``.model``, ``.transforms`` (columns, scaling, horizon, baselines),
+    ``.config`` and ``.predict(csv_path)``, which returns the forecasts from every
+    step of a file, ``(N, H, targets)`` in the data's units::
+
+        run = tbptt.load_run("runs/co2")
+        forecasts = run.predict("co2.csv")   # forecasts[-1]: the next H steps
+    """
+    from tbptt.cli.commands import load_run as load  # the command line's loader
+
+    return load(path, device)
+
+
 __all__ = [
     "RandomTruncation",
     "Runner",
@@ -40,6 +56,7 @@ __all__ = [
     "data",
     "detach",
     "gradients",
+    "load_run",
     "losses",
     "models",
     "unroll",

@@ -115,14 +115,14 @@ def test_from_arrays_names_the_index_of_the_first_bad_value(inputs, targets, mes
         Series.from_arrays(inputs, targets)
 
 
-def test_pairs_put_the_target_horizon_steps_after_the_input():
+def test_pairs_with_an_offset_put_the_target_offset_steps_after_the_input():
     series = Series.from_arrays(np.arange(6), np.arange(6) * 10)
-    inputs, targets = series.pairs(horizon=2)
+    inputs, targets = series.pairs(offset=2)
     assert inputs[:, 0].tolist() == [0, 1, 2, 3] and targets[:, 0].tolist() == [20, 30, 40, 50]
-    same_step_inputs, same_step_targets = series.pairs(horizon=0)
+    same_step_inputs, same_step_targets = series.pairs(offset=0)
     assert len(same_step_inputs) == len(same_step_targets) == 6
-    with pytest.raises(TBPTTError, match="horizon=6 must be an integer in"):
-        series.pairs(horizon=6)
+    with pytest.raises(TBPTTError, match="horizon=1 with offset=6 needs more than 6 steps"):
+        series.pairs(offset=6)
 
 
 def test_split_is_by_time_and_contiguous():

@@ -17,8 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
+from tbptt.cli import forecast_output, forecasting
 from tbptt.cli.output import plural, progress_bar
 from tbptt.cli.runconfig import (
     AWD_DROPOUTS,
@@ -27,6 +29,7 @@ from tbptt.cli.runconfig import (
     EvalConfig,
     GenerateConfig,
     ModelConfig,
+    PredictConfig,
     RunConfig,
     data_name,
     from_dict,
@@ -38,7 +41,6 @@ from tbptt.cli.rundata import (
     Saved,
     build_data,
     evaluation_streams,
-    forecast_pairs,
     make_task,
     objective,
     read_tokens,
@@ -47,7 +49,7 @@ from tbptt.cli.rundata import (
     task_streams,
 )
 from tbptt.cli.threads import use_threads
-from tbptt.data import Normalizer, Streams, read_csv, read_text
+from tbptt.data import Streams, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
 from tbptt.errors import TBPTTError
@@ -128,10 +130,14 @@ def check_precision(train_config: TrainConfig) -> None:
         )
 
 
-def write_config(run_dir: Path, config: RunConfig) -> None:
-    """Save the resolved config as ``config.json`` (a valid ``--config`` file)."""
+def write_config(run_dir: Path, config: RunConfig, run: RunData | None = None) -> None:
+    """Save the resolved config as ``config.json`` (a valid ``--config`` file), with a
+    CSV run's split boundaries (``splits``, recorded for reference)."""
+    document = to_dict(config)
+    if run is not None and run.extra.get("forecast") is not None:
+        document["splits"] = run.extra["forecast"]["splits"]
     with atomic_write(run_dir / "config.json") as file:
-        file.write((json.dumps(to_dict(config), indent=2) + "\n").encode())
+        file.write((json.dumps(document, indent=2) + "\n").encode())
 
 
 def make_trainer(
@@ -177,7 +183,7 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
             if overwrite and existed:
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(run_dir, config)
+            write_config(run_dir, config, run)
         distributed.barrier()
         try:
             return fit(make_trainer(config, run, model, output), config, run, output)
@@ -236,7 +242,7 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     )
     distributed.barrier()  # every rank has read the config before rank 0 rewrites it
     if distributed.is_main():
-        write_config(Path(run_dir), config)
+        write_config(Path(run_dir), config, run)
     return fit(trainer, config, run, output)
 
 
@@ -286,6 +292,8 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     if run.task_validation is not None and config.data.task is not None:
         result.update(task_metric(trainer.model, config.data.task, run.task_validation))
     output.finish({"run_dir": config.run_dir, **result}, "stopped" if interrupted else "final")
+    if config.data.csv is not None and distributed.is_main() and not interrupted:
+        report_forecasts(trainer.model, config, run, output)
     if interrupted:
         output.note(
             f"stopped at update {trainer.window} of {total}, checkpoint saved; "
@@ -293,6 +301,16 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
         )
         return 130
     return 0
+
+
+def report_forecasts(model: Any, config: RunConfig, run: RunData, output: Output) -> None:
+    """A CSV run's model beside the baselines on its validation and test splits."""
+    saved = {"forecast": run.extra["forecast"]}
+    splits = ["validation"] + (["test"] if run.extra["forecast"]["splits"].get("test") else [])
+    device = str(next(model.parameters()).device)
+    for split in splits:
+        report = forecasting.evaluate_run(model, config, saved, None, split, 0, device)
+        output.report(report, forecast_output.format_report(report))
 
 
 def write_error(error: OSError, run_dir: Path) -> TBPTTError:
@@ -330,7 +348,7 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]
 
 
 def load_model(
-    path: str, settings: EvalConfig | GenerateConfig
+    path: str, settings: EvalConfig | GenerateConfig | PredictConfig
 ) -> tuple[RecurrentNetwork, Saved, RunConfig]:
     """The trained model of a checkpoint (on ``settings.device``), its extra and config."""
     device = device_of(settings.device)
@@ -373,12 +391,6 @@ def evaluation_data(
         return task_streams(task, data.batch_size, EVAL_STEPS, allow_short=True), task, None
     if file is None:
         return build_data(config, saved).validation, None, None
-    if data.csv is not None:
-        columns = saved.get("columns") or {}
-        series = read_csv(file, inputs=columns.get("inputs"), targets=columns.get("targets"))
-        normalizer = Normalizer.from_state_dict(saved["normalizer"])
-        inputs, targets = forecast_pairs(series, data.horizon, normalizer)
-        return evaluation_streams(inputs, targets, data.batch_size), None, None
     unknown = None
     if data.tokens is not None:
         ids: Any = read_tokens(data, file, saved)[0]
@@ -392,12 +404,17 @@ def evaluation_data(
     return evaluation_streams(ids[:-1], ids[1:], data.batch_size), None, unknown
 
 
-def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, float]:
+def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, Any]:
     """``tbptt eval``: the metrics of a checkpoint's model on a file (or its run's
     validation data), with the state carried and no truncation; for a text file, also
-    ``unknown_tokens``, the tokens the run's vocabulary lacks (read as ``<unk>``)."""
+    ``unknown_tokens``, the tokens the run's vocabulary lacks (read as ``<unk>``); for a
+    CSV run, the forecast report (:func:`tbptt.cli.forecasting.score`)."""
     use_threads(settings.threads)
     model, saved, config = load_model(path, settings)
+    if config.data.csv is not None:
+        return forecasting.evaluate_run(
+            model, config, saved, file, settings.split, settings.warmup, settings.device
+        )
     if settings.batch_size is not None:
         config = replace(config, data=replace(config.data, batch_size=settings.batch_size))
     streams, task, unknown = evaluation_data(config, saved, file, settings)
@@ -455,3 +472,43 @@ def sample(model: RecurrentNetwork, start: list[int], settings: GenerateConfig) 
         sampled.append(token)
         outputs, state = model(torch.tensor([[token]], device=device), state)
     return sampled
+
+
+def load_run(path: str, device: str = "cpu") -> forecasting.ForecastRun:
+    """A CSV run's model and transforms (see :func:`tbptt.load_run`)."""
+    model, saved, config = load_model(path, EvalConfig(device=device))
+    if config.data.csv is None or saved.get("forecast") is None:
+        raise TBPTTError(f"{path}: load_run needs a forecasting run (tbptt train --csv)")
+    transforms = forecasting.Transforms.from_state_dict(saved["forecast"]["transforms"])
+    return forecasting.ForecastRun(model, transforms, config, device)
+
+
+def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, Any]:
+    """``tbptt predict``: a CSV run's forecasts of a split (or a new file) written to
+    ``settings.out`` (and drawn into ``settings.plot``); returns what was written."""
+    use_threads(settings.threads)
+    model, saved, config = load_model(path, settings)
+    if config.data.csv is None or saved.get("forecast") is None:
+        raise TBPTTError(f"{path}: predict needs a forecasting run (tbptt train --csv)")
+    transforms = forecasting.Transforms.from_state_dict(saved["forecast"]["transforms"])
+    try:
+        leads = [int(lead) for lead in (settings.leads or "").split(",") if lead.strip()]
+    except ValueError:
+        raise TBPTTError(f"--leads {settings.leads!r}: give numbers like 1,24") from None
+    leads = forecast_output.check_leads(leads, transforms.horizon)
+    if file is None:
+        series, origins, where = forecasting.scored_origins(
+            config, transforms, file, settings.split, settings.warmup
+        )
+    else:  # every origin after the warm-up, the last one forecasting beyond the file
+        series = forecasting.read_new_file(config.data, transforms, file)
+        first = max(settings.warmup, transforms.first_origin)
+        origins = np.arange(min(first, len(series) - 1), len(series))
+        where = f"{file} from step {origins[0]}"
+    forecasts = forecasting.forecast(model, transforms, series, origins, settings.device)
+    header, rows = forecast_output.predictions_table(transforms, series, origins, forecasts)
+    assert settings.out is not None
+    forecast_output.write_predictions(settings.out, header, rows, forecasts)
+    if settings.plot is not None:
+        forecast_output.plot_forecast(settings.plot, transforms, series, origins, forecasts, leads)
+    return {"out": settings.out, "plot": settings.plot, "origins": len(origins), "data": where}

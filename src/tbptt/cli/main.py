@@ -1,4 +1,5 @@
-"""The ``tbptt`` command line: ``train``, ``eval``, ``generate``, ``demo`` and ``advise``.
+"""The ``tbptt`` command line: ``train``, ``eval``, ``predict``, ``generate``, ``demo`` and
+``advise``.
 
 The options of ``train``, ``eval`` and ``generate`` are built from the config
 dataclasses (:mod:`tbptt.cli.options`). Every error in the input ends the command
@@ -31,6 +32,7 @@ from tbptt.cli.runconfig import (
     SECTIONS,
     EvalConfig,
     GenerateConfig,
+    PredictConfig,
     RunConfig,
     read_config_file,
     resolve,
@@ -44,7 +46,7 @@ DESCRIPTION = (
 )
 TRAIN_EXAMPLES = """examples:
   tbptt train --text corpus.txt --k1 32 --k2 64 --run-dir runs/corpus
-  tbptt train --csv weather.csv --inputs temp wind --targets temp --horizon 1
+  tbptt train --csv weather.csv --targets temp --horizon 24 --test-fraction 0.2
   tbptt train --task copy --length 20 --config copy.toml --lr 0.01
   tbptt train --resume runs/corpus --epochs 4
 
@@ -84,6 +86,14 @@ def build_parser() -> Parser:
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     add_config_options(evaluate, {"eval": EvalConfig})
+    predict = commands.add_parser(
+        "predict",
+        help="write a forecasting run's forecasts (and a plot)",
+        description="Write a CSV run's forecasts of its test split (or a FILE) to --out.",
+    )
+    predict.add_argument("checkpoint", help="a checkpoint, or a run directory (its best.pt)")
+    predict.add_argument("file", nargs="?", help="a CSV file with the run's columns")
+    add_config_options(predict, {"predict": PredictConfig})
     generate = commands.add_parser(
         "generate", help="sample text from a language model", description="Sample text."
     )
@@ -182,6 +192,13 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = metrics.pop("unknown_tokens", None)
     if unknown:
         print(f"tbptt eval: {unknown_line(int(unknown), args.file)}", file=sys.stderr)
+    if "methods" in metrics:  # a forecasting run's report
+        from tbptt.cli.forecast_output import all_finite, format_report
+
+        print(json.dumps(metrics) if args.json else format_report(metrics))
+        if not all_finite(metrics):
+            print("tbptt eval: warning: some metrics are not finite", file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps(metrics if unknown is None else {**metrics, "unknown_tokens": unknown}))
     else:
@@ -223,9 +240,22 @@ def run_advise(args: argparse.Namespace) -> int:
     return advise.main(args)
 
 
+def run_predict(args: argparse.Namespace) -> int:
+    from tbptt.cli import commands
+
+    settings = PredictConfig(**options_of(args).get("predict", {}))
+    written = commands.predict(args.checkpoint, args.file, settings)
+    plot = f" and {written['plot']}" if written["plot"] else ""
+    print(
+        f"wrote {written['origins']} forecasts of the {written['data']} to {written['out']}{plot}"
+    )
+    return 0
+
+
 HANDLERS = {
     "train": run_train,
     "eval": run_eval,
+    "predict": run_predict,
     "generate": run_generate,
     "demo": run_demo,
     "advise": run_advise,

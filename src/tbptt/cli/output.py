@@ -88,6 +88,13 @@ class Output:
         elif self.mode == "text":
             print(format_record(record), flush=True)
 
+    def report(self, report: dict[str, Any], text: str) -> None:
+        """A report after training: ``text`` (text mode) or one JSON object."""
+        if self.mode == "jsonl":
+            print(json.dumps({"kind": "forecast", **report}), flush=True)
+        elif self.mode == "text":
+            print(text, flush=True)
+
     def note(self, text: str) -> None:
         """A remark for the person at the terminal (stderr; not in quiet mode)."""
         if self.mode != "quiet":

@@ -43,7 +43,7 @@ else:  # pragma: no cover - Python 3.10
 SOURCES = ("text", "csv", "tokens", "task")
 """The data source fields of :class:`DataConfig`; a run has exactly one."""
 
-PATH_FIELDS = ("text", "csv", "tokens", "vocabulary")
+PATH_FIELDS = ("text", "csv", "tokens", "vocabulary", "validation_file", "test_file")
 """Fields that name files: made absolute in a resolved config."""
 
 
@@ -121,7 +121,9 @@ class DataConfig:
     text: str | None = None
     """A UTF-8 text file to model, next token from the ones before (a language model)."""
     csv: str | None = None
-    """A CSV file with a header row: forecast the target columns from the input columns."""
+    """A CSV file with a header row: forecast the target columns from the input columns.
+    A CSV run's defaults differ: hidden_size 64, num_layers 1, batch_size 8, k1 32,
+    epochs 100, restore_best."""
     tokens: str | None = None
     """A token file (raw ids or a 1-D .npy array, see tbptt.data.write_tokens) to model."""
     task: str | None = None
@@ -139,11 +141,46 @@ class DataConfig:
     dtype: str = "uint16"
     """Token file: the id type of a raw file (uint16, uint32, int32 or int64)."""
     inputs: list[str] | None = None
-    """CSV: the input column names (default: every column)."""
+    """CSV: the input column names (default: every column but the time column and
+    those excluded)."""
     targets: list[str] | None = None
     """CSV: the target column names (default: the input columns)."""
+    exclude: list[str] | None = None
+    """CSV: columns left out of the default inputs."""
+    time_column: str | None = None
+    """CSV: the time column, never an input (default: the first column if its first
+    cell is a date or time)."""
+    calendar: list[str] | None = None
+    """CSV: add sine/cosine calendar features of the time column as inputs: any of
+    hour, weekday, month, dayofyear."""
     horizon: int = 1
-    """CSV and mackey_glass: predict the targets this many steps ahead."""
+    """CSV: forecast the next horizon steps t+1 .. t+horizon of every target at every
+    step t; mackey_glass: predict the value this many steps ahead."""
+    test_fraction: float = 0.0
+    """CSV: share of the file, from its end, held out for testing (validation comes
+    just before it); the split is chronological: train | validation | test."""
+    validation_file: str | None = None
+    """CSV: a file that follows the training file in time, to validate on (instead of
+    validation_fraction)."""
+    test_file: str | None = None
+    """CSV: a file that follows the validation data in time, to test on (instead of
+    test_fraction)."""
+    scale_targets: bool = True
+    """CSV: train on targets scaled to zero mean and unit variance on the training
+    split (forecasts are mapped back to the data's units)."""
+    input_changes: bool = True
+    """CSV: the model reads each input's change from the step before instead of its
+    level (both scaled on the training split), so levels the training data never
+    reached (a trend) do not throw it off."""
+    base: str = "linear_ar"
+    """CSV: the forecast the model corrects (its outputs are added to it): linear_ar
+    (the linear AR baseline's), last (the last observed value: the model predicts the
+    change) or none (the model predicts the scaled values)."""
+    season: int | None = None
+    """CSV: the season of the seasonal naive baseline (default: from the time
+    column's spacing: 24 hourly, 7 daily, 12 monthly; none without dates)."""
+    ar_lags: int = 24
+    """CSV: past values of each target in the linear autoregression baseline."""
     length: int = 50
     """Task: the dependency length: steps per sequence (adding, temporal_order; the
     series length for mackey_glass), blanks before the go marker (copy) or the delay
@@ -156,7 +193,8 @@ class DataConfig:
     """Share of a file, from its end, held out for validation (tasks generate their
     validation data instead)."""
     batch_size: int = 32
-    """Parallel streams per batch (B)."""
+    """Parallel streams per batch (B); a CSV run lowers it so that each stream holds
+    a window of k1 steps."""
     seed: int = 0
     """Task: seeds the training data; validation data uses seed + 1."""
 
@@ -179,9 +217,22 @@ class DataConfig:
         one_of("level", self.level, LEVELS)
         one_of("dtype", self.dtype, RAW_DTYPES)
         at_least(0, horizon=self.horizon, seed=self.seed)
+        at_least(1, season=self.season, ar_lags=self.ar_lags)
+        one_of("base", self.base, ("linear_ar", "last", "none"))
+        if self.csv is not None and self.horizon < 1:
+            raise TBPTTError(f"horizon must be >= 1 for a CSV file, got {self.horizon}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise TBPTTError(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
+        if self.test_fraction > 0 and self.test_file is not None:
+            raise TBPTTError("give test_fraction or test_file, not both")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise TBPTTError(
+                f"validation_fraction {self.validation_fraction} and test_fraction "
+                f"{self.test_fraction} leave no training data; lower them"
+            )
         at_least(1, min_count=self.min_count, length=self.length, batch_size=self.batch_size)
         at_least(1, num_sequences=self.num_sequences)
-        for name in ("inputs", "targets"):
+        for name in ("inputs", "targets", "exclude", "calendar"):
             if getattr(self, name) == []:
                 raise TBPTTError(f"{name} names no column; name at least one, or leave it out")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -229,11 +280,52 @@ class EvalConfig:
     threads: int | None = None
     """CPU threads for torch (default: 1, the fastest for small models and on a busy
     machine; more pay only for a large model on an otherwise idle machine)."""
+    split: str = "validation"
+    """CSV, without FILE: the split to score, validation or test (with the state warmed
+    on all the data before it)."""
+    warmup: int = 0
+    """CSV, with FILE: steps the model reads before the first scored forecast (the
+    state is warmed on them; origins need season and ar_lags steps of history too)."""
 
     def __post_init__(self) -> None:
         at_least(1, batch_size=self.batch_size, threads=self.threads)
-        at_least(0, seed=self.seed)
+        at_least(0, seed=self.seed, warmup=self.warmup)
+        one_of("split", self.split, ("validation", "test"))
         check_device(self.device)
+
+
+@dataclass
+class PredictConfig:
+    """Where to write a CSV run's forecasts, and of which data."""
+
+    out: str | None = None
+    """The predictions file: .csv (one row per forecast origin: its time or row, then
+    COLUMN+1 .. COLUMN+H for each target, in the data's units) or .npy (an array of
+    shape origins x horizon x targets)."""
+    split: str = "test"
+    """Without FILE: the split to forecast, validation or test (the state warmed on
+    all the data before it)."""
+    warmup: int = 0
+    """With FILE: steps the model reads before the first forecast."""
+    plot: str | None = None
+    """Also draw truth against the forecasts at some leads into this PNG file."""
+    leads: str | None = None
+    """The leads to plot, comma-separated (default: 1 and the horizon)."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+    threads: int | None = None
+    """CPU threads for torch (default: 1, the fastest for small models and on a busy
+    machine)."""
+
+    def __post_init__(self) -> None:
+        at_least(0, warmup=self.warmup)
+        at_least(1, threads=self.threads)
+        one_of("split", self.split, ("validation", "test"))
+        check_device(self.device)
+        if self.out is None or Path(self.out).suffix not in (".csv", ".npy"):
+            raise TBPTTError(f"predict needs --out FILE ending in .csv or .npy, got {self.out!r}")
+        if self.plot is not None and Path(self.plot).suffix != ".png":
+            raise TBPTTError(f"--plot draws a PNG: give a file ending in .png, got {self.plot!r}")
 
 
 @dataclass
@@ -273,6 +365,10 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 """The sections of a config file, by name."""
 TOP_LEVEL = ("run_dir", "threads")
 """Keys of a config file outside the sections."""
+RECORDED = ("splits",)
+"""Keys a run's ``config.json`` records about its data (a CSV run's split boundaries):
+derived from the data again on every read, so a config file may hold them and they
+are ignored."""
 
 
 def check_device(name: str) -> None:
@@ -398,6 +494,8 @@ def check_document(document: dict[str, Any], where: str) -> dict[str, dict[str, 
             checked[key] = check_section(key, value, where)
         elif key in SECTIONS:
             raise TBPTTError(f"{where}: {key} must be a section [{key}], got {value!r}")
+        elif key in RECORDED:
+            continue
         elif key in TOP_LEVEL:
             key_type = typing.get_type_hints(RunConfig)[key]
             checked["run"][key] = convert(value, key_type, f"{where}: {key}")
@@ -427,12 +525,23 @@ def read_config_file(path: str) -> dict[str, dict[str, Any]]:
     return check_document(document, str(path))
 
 
+FORECAST_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"hidden_size": 64, "num_layers": 1},
+    "data": {"batch_size": 8},
+    "train": {"k1": 32, "epochs": 100, "restore_best": True},
+}
+"""The defaults of a CSV forecasting run where they differ from the fields': a small
+model trained for 100 epochs, evaluated on validation after each, ending with the
+best epoch's weights (measured in docs/results.md, Forecasting: early stopping
+with patience 10 stopped too soon)."""
+
+
 def resolve(
     file_values: dict[str, dict[str, Any]], options: dict[str, dict[str, Any]]
 ) -> RunConfig:
-    """The run's config: defaults, then ``file_values``, then ``options`` (both as
-    :func:`check_document` returns them). A data source among the options replaces
-    the file's."""
+    """The run's config: defaults (:data:`FORECAST_DEFAULTS` first for a CSV run), then
+    ``file_values``, then ``options`` (both as :func:`check_document` returns them). A
+    data source among the options replaces the file's."""
     merged = {}
     for section in (*SECTIONS, "run"):
         base = dict(file_values.get(section, {}))
@@ -440,6 +549,9 @@ def resolve(
         if section == "data" and any(name in given for name in SOURCES):
             base = {key: value for key, value in base.items() if key not in SOURCES}
         merged[section] = {**base, **given}
+    if merged["data"].get("csv") is not None:
+        for section, values in FORECAST_DEFAULTS.items():
+            merged[section] = {**values, **merged[section]}
     return RunConfig(
         data=DataConfig(**merged["data"]),
         model=ModelConfig(**merged["model"]),

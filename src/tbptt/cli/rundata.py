@@ -1,6 +1,7 @@
 """The data of a run, built from its config: training and validation streams for a
 text, token or CSV file or a built-in task, with what checkpoints must keep to read
-new data the same way (the vocabulary, the normalizer, the columns).
+new data the same way (the vocabulary, the normalizer, the columns; a CSV run's
+transforms and splits, :mod:`tbptt.cli.forecasting`).
 
 Batches are k1 steps long, one window stride each (``RANDOM_BATCH_WINDOWS * k1``
 with randomised truncation, see ``TrainConfig.k1_std``). With k1 unset (full BPTT) a
@@ -20,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tbptt import losses
+from tbptt.cli import forecasting
 from tbptt.cli.runconfig import DataConfig, RunConfig
-from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, read_csv, read_text
+from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, read_text
 from tbptt.data.tasks import METRICS, TASKS, TaskData
 from tbptt.data.text import split
 from tbptt.data.tokens import read_runs
@@ -154,31 +156,11 @@ def read_tokens(
     return ids, vocabulary, size
 
 
-def forecast_pairs(
-    series: Series, horizon: int, normalizer: Normalizer
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (normalised) at t and targets (in the data's units) at t + horizon."""
-    inputs, targets = series.pairs(horizon)
-    return normalizer.transform(inputs), targets
-
-
 def csv_data(config: RunConfig, saved: Saved | None) -> RunData:
-    """Forecasting streams from a CSV file; the normalizer is fitted on the training part."""
-    data = config.data
-    assert data.csv is not None
-    series = read_csv(data.csv, inputs=data.inputs, targets=data.targets)
-    train_part, validation_part = series.split(data.validation_fraction)
-    normalizer = Normalizer.fit(train_part.inputs)
-    if saved is not None and saved.get("normalizer") is not None:
-        normalizer = Normalizer.from_state_dict(saved["normalizer"])
-    inputs, targets = forecast_pairs(train_part, data.horizon, normalizer)
-    steps = config.train.batch_steps(max(len(inputs) // data.batch_size, 1))
-    train = Streams(inputs, targets, data.batch_size, steps)
-    validation = evaluation_streams(
-        *forecast_pairs(validation_part, data.horizon, normalizer), data.batch_size
-    )
-    sizes = {"input_size": inputs.shape[1], "output_size": targets.shape[1]}
-    return RunData(train, validation, sizes, extras(normalizer=normalizer, series=series))
+    """Forecasting streams from a CSV file (see :mod:`tbptt.cli.forecasting`): the
+    training split's pairs, and its validation split scored with warm state."""
+    train, validation, sizes, extra = forecasting.run_data(config, saved)
+    return RunData(train, validation, sizes, {**extras(), **extra})
 
 
 def make_task(data: DataConfig, seed: int) -> TaskData:

@@ -1,9 +1,11 @@
 """Numeric time series from CSV files and NumPy arrays, and their normalisation.
 
 A :class:`Series` holds N time steps of input columns ``inputs: (N, F)`` and target
-columns ``targets: (N, O)`` (float32), aligned in time: row t is time t. Forecasting
-pairs come from :meth:`Series.pairs`: input x_t with target y_{t+h}, so ``horizon=1``
-is next-step prediction. The pairs feed :class:`tbptt.streams.Streams`.
+columns ``targets: (N, O)`` (float32), aligned in time: row t is time t, labelled
+``times[t]`` when the file has a time column (:mod:`tbptt.data.calendar`). Forecasting
+pairs come from :meth:`Series.pairs`: input x_t with the targets of the next H steps
+y_{t+1} .. y_{t+H}, so ``horizon=1`` is next-step prediction. The pairs feed
+:class:`tbptt.streams.Streams`.
 
 Every value must be a finite float32: a CSV cell that is empty, not a number, NaN,
 infinite or too large is an error naming the file, the line and the column.
@@ -14,7 +16,7 @@ fitted on the training part only (the validation part must not leak into it)::
     series = read_csv("weather.csv", inputs=["temp", "wind"], targets=["temp"])
     train, validation = series.split(0.1)
     scale = Normalizer.fit(train.inputs)
-    inputs, targets = train.pairs(horizon=1)
+    inputs, targets = train.pairs(horizon=24)   # targets: (N - 24, 24 * O)
     inputs = scale.transform(inputs)
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import itertools
 import math
 import os
 from array import array
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tbptt.data.calendar import parse_time
 from tbptt.data.text import split_point
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
@@ -54,6 +58,8 @@ class Series:
     """The F input column names."""
     target_names: tuple[str, ...]
     """The O target column names."""
+    times: tuple[str, ...] | None = None
+    """The N cells of the time column as written (never an input), or None."""
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.targets.ndim != 2:
@@ -67,6 +73,8 @@ class Series:
             raise TBPTTError("Series input_names must name every input column")
         if len(self.target_names) != self.targets.shape[1]:
             raise TBPTTError("Series target_names must name every target column")
+        if self.times is not None and len(self.times) != len(self.inputs):
+            raise TBPTTError("Series times must label every row")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -93,27 +101,44 @@ class Series:
         target_names = default_names(checked_targets, target_names, "target")
         return cls(checked, checked_targets, names, target_names)
 
-    def pairs(self, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Forecasting pairs: ``inputs: (N - h, F)`` at times t, ``targets: (N - h, O)`` at t + h.
+    def pairs(self, horizon: int = 1, *, offset: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Forecasting pairs: ``inputs: (M, F)`` at origins t and ``targets: (M, H * O)``.
 
-        ``horizon=0`` pairs each input with the target of the same step. Views, not
-        copies.
+        The targets of origin t are y_{t+offset} .. y_{t+offset+H-1}, lead after lead
+        (column ``h * O + o`` is lead h + 1 of target o), so ``horizon=1`` is the
+        next-step forecast and ``offset=0`` pairs each input with the targets of its own
+        step. ``M = N - offset - H + 1``: no pair reaches past the end of the series.
         """
-        if not isinstance(horizon, int) or not 0 <= horizon < len(self):
+        for name, value, low in (("horizon", horizon, 1), ("offset", offset, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise TBPTTError(f"{name}={value!r} must be an integer >= {low}")
+        origins = len(self) - offset - horizon + 1
+        if origins < 1:
             raise TBPTTError(
-                f"horizon={horizon!r} must be an integer in [0, {len(self)}) for a series "
-                f"of {len(self)} steps; use a smaller horizon or a longer series"
+                f"horizon={horizon} with offset={offset} needs more than {len(self)} steps; "
+                "use a smaller horizon or a longer series (or split)"
             )
-        return self.inputs[: len(self) - horizon], self.targets[horizon:]
+        targets = np.concatenate(
+            [self.targets[offset + lead : offset + lead + origins] for lead in range(horizon)],
+            axis=1,
+        )
+        return self.inputs[:origins], targets
+
+    def rows(self, start: int, stop: int) -> Series:
+        """Steps ``[start, stop)`` as a series of their own (views)."""
+        times = None if self.times is None else self.times[start:stop]
+        return Series(
+            self.inputs[start:stop],
+            self.targets[start:stop],
+            self.input_names,
+            self.target_names,
+            times,
+        )
 
     def split(self, validation_fraction: float = 0.1) -> tuple[Series, Series]:
         """``(train, validation)`` cut in time: the last steps go to validation."""
         start = split_point(len(self), validation_fraction, "time steps")
-        names = (self.input_names, self.target_names)
-        return (
-            Series(self.inputs[:start], self.targets[:start], *names),
-            Series(self.inputs[start:], self.targets[start:], *names),
-        )
+        return self.rows(0, start), self.rows(start, len(self))
 
 
 def as_columns(values: Any, name: str) -> np.ndarray:
@@ -160,20 +185,26 @@ def read_csv(
     inputs: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,
     delimiter: str = ",",
+    time_column: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> Series:
     """A series from a CSV file with a header row, columns chosen by name.
 
-    ``inputs=None`` takes every column; ``targets=None`` takes the input columns.
-    Every cell of a chosen column must be a finite number (surrounding spaces are
-    ignored); other columns (dates, labels) are not parsed. Blank lines are skipped.
-    Errors name the file, the line (1-based, as an editor counts) and the column.
+    The time column (``time_column``, or else the first column when its first cell is
+    a date or time, not a number) is kept as ``Series.times`` and is never an input.
+    ``inputs=None`` takes every other column but those in ``exclude``;
+    ``targets=None`` takes the input columns. Every cell of a chosen column must be a
+    finite number (surrounding spaces are ignored); other columns (labels) are not
+    parsed. Blank lines are skipped. Errors name the file, the line (1-based, as an
+    editor counts) and the column.
     """
     path = check_file(path, "CSV file")
     try:
         with open(path, encoding="utf-8-sig", newline="") as file:
             reader = csv.reader(file, delimiter=delimiter, strict=True)
             try:
-                return parse_csv(path, reader, inputs, targets)
+                columns = Columns(inputs, targets, time_column, tuple(exclude))
+                return parse_csv(path, reader, columns)
             except csv.Error as error:
                 fix = "fix the quoting there (a quote inside a cell is written twice)"
                 where = f"line {reader.line_num}"
@@ -182,28 +213,59 @@ def read_csv(
         raise decode_error(path) from None
 
 
-def parse_csv(
-    path: os.PathLike[str],
-    reader: Any,
-    inputs: Sequence[str] | None,
-    targets: Sequence[str] | None,
-) -> Series:
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a CSV file to read, by name (see :func:`read_csv`)."""
+
+    inputs: Sequence[str] | None
+    targets: Sequence[str] | None
+    time: str | None
+    exclude: tuple[str, ...]
+
+
+def parse_csv(path: os.PathLike[str], reader: Any, columns: Columns) -> Series:
     """Read the header and rows from ``reader`` and pick the columns (see ``read_csv``)."""
     header = read_header(path, reader)
-    input_columns = pick_columns(path, header, inputs, "inputs")
-    if targets is None:
+    first = next((row for row in reader if row), None)
+    rows = itertools.chain([] if first is None else [first], reader)
+    time = find_time_column(path, header, columns.time, first)
+    pick_columns(path, header, list(columns.exclude) or None, "exclude")
+    if columns.inputs is None:
+        skipped = {*columns.exclude, *([] if time is None else [header[time]])}
+        input_columns = [i for i, name in enumerate(header) if name not in skipped]
+        if not input_columns:
+            raise file_error(path, "", "has no column left for inputs", "exclude fewer columns")
+    else:
+        input_columns = pick_columns(path, header, columns.inputs, "inputs")
+    if columns.targets is None:
         target_columns = input_columns
     else:
-        target_columns = pick_columns(path, header, targets, "targets")
+        target_columns = pick_columns(path, header, columns.targets, "targets")
+    if time is not None and time in {*input_columns, *target_columns}:
+        problem = f"{header[time]!r} is the time column, so it cannot be an input or target"
+        raise file_error(path, "the header", problem, "leave it out of inputs and targets")
     used = sorted(set(input_columns) | set(target_columns))
-    table = read_rows(path, reader, header, used)
+    table, times = read_rows(path, rows, reader, header, used, time)
     position = {column: i for i, column in enumerate(used)}
     return Series(
         table[:, [position[c] for c in input_columns]],
         table[:, [position[c] for c in target_columns]],
         tuple(header[c] for c in input_columns),
         tuple(header[c] for c in target_columns),
+        times,
     )
+
+
+def find_time_column(
+    path: os.PathLike[str], header: list[str], name: str | None, first: list[str] | None
+) -> int | None:
+    """The index of the time column: ``name``'s, or the first column's when its first
+    cell parses as a date or time (and not as a number), else None."""
+    if name is not None:
+        return pick_columns(path, header, [name], "time_column")[0]
+    if first and parse_number(first[0].strip()) is None and parse_time(first[0].strip()):
+        return 0
+    return None
 
 
 def read_header(path: os.PathLike[str], reader: Any) -> list[str]:
@@ -249,17 +311,31 @@ def pick_columns(
 
 
 def read_rows(
-    path: os.PathLike[str], reader: Any, header: list[str], used: list[int]
-) -> np.ndarray:
-    """The cells of columns ``used`` of every data row: float32 ``(N, len(used))``."""
-    values = array("d")
-    for row in reader:
+    path: os.PathLike[str],
+    rows: Any,
+    reader: Any,
+    header: list[str],
+    used: list[int],
+    time: int | None,
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """The cells of columns ``used`` of every data row: float32 ``(N, len(used))``, and
+    the time column's cells (each a date, time or number) if ``time`` is given."""
+    values, times = array("d"), []
+    for row in rows:
         if not row:
             continue
         if len(row) != len(header):
             problem = f"{len(row)} cells, but the header has {len(header)} columns"
             fix = "give every row one cell per column (an empty cell is still a cell)"
             raise file_error(path, f"line {reader.line_num}", problem, fix)
+        if time is not None:
+            stamp = row[time].strip()
+            if parse_time(stamp) is None and parse_number(stamp) is None:
+                where = f"line {reader.line_num}, column {header[time]!r} (the time column)"
+                problem = f"{stamp!r} is not a date, time or number"
+                fix = "write ISO 8601 (2020-01-31 or 2020-01-31T13:00), or name --time-column"
+                raise file_error(path, where, problem, fix)
+            times.append(stamp)
         for column in used:
             cell = row[column].strip()
             number = parse_number(cell)
@@ -269,7 +345,8 @@ def read_rows(
             values.append(number)
     if not values:
         raise file_error(path, "", "has a header but no data rows", "add data rows")
-    return np.frombuffer(values, dtype=np.float64).reshape(-1, len(used)).astype(np.float32)
+    table = np.frombuffer(values, dtype=np.float64).reshape(-1, len(used)).astype(np.float32)
+    return table, None if time is None else tuple(times)
 
 
 def parse_number(cell: str) -> float | None:

@@ -95,6 +95,9 @@ class TrainConfig:
     """Updates between evaluations on the validation streams (0: after each epoch)."""
     patience: int | None = None
     """Stop after this many evaluations without a better validation loss."""
+    restore_best: bool = False
+    """At the end of fit, load the weights of the best validation loss (the latest
+    checkpoint keeps the last weights, to resume from); on by default for CSV runs."""
     log_every: int = 50
     """Updates between training log records."""
     checkpoint_every: int = 200

@@ -129,6 +129,8 @@ class Trainer(Resumable):
         self.rollbacks, self.skips_in_row = 0, 0
         self._good: bytes | None = None
         """The last checkpoint's bytes (or the start's): where a rollback returns."""
+        self._best: tuple[dict[str, Tensor], dict[str, float]] | None = None
+        """A copy of the best evaluation's weights and its metrics (``restore_best``)."""
         self._loss_sum, self._loss_count = 0.0, 0
         self._started = self._last_record = time.perf_counter()
         self._evaluated_at = -1
@@ -161,6 +163,8 @@ class Trainer(Resumable):
 
         Returns the last evaluation's metrics (the last training loss without
         validation streams), with ``interrupted`` 1.0 if a signal stopped the run.
+        With ``restore_best`` the model ends with the weights of the best evaluation,
+        and those are the metrics returned.
         A run that keeps diverging after ``max_rollbacks`` rollbacks raises
         ``TBPTTError``, its model back at the last good checkpoint.
         """
@@ -193,7 +197,20 @@ class Trainer(Resumable):
         finally:
             self.log.close()  # also when the run fails: no writer thread left behind
         self.log.finish()
+        if self.config.restore_best:
+            result = self._restore_best(result)
         return {**(result or self._last_train_record()), "interrupted": float(stop.requested)}
+
+    def _restore_best(self, result: dict[str, float]) -> dict[str, float]:
+        """Load the best evaluation's weights (kept in memory, or after a resume its
+        ``best.pt``) and return its metrics (``result`` when they are not known)."""
+        if self._best is not None:
+            weights, result = self._best
+            self.model.load_state_dict(weights)
+        elif self.run_dir is not None and (self.run_dir / "checkpoints" / "best.pt").exists():
+            state = checkpoints.load(self.run_dir / "checkpoints" / "best.pt", self.device)
+            self.model.load_state_dict(state["model"])
+        return result
 
     def _done(self) -> bool:
         out_of_windows = (
@@ -364,6 +381,9 @@ class Trainer(Resumable):
             if metrics["loss"] < self.best:
                 self.best, self.stale_evals = metrics["loss"], 0
                 self.save("best")
+                if self.config.restore_best:
+                    weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    self._best = (weights, metrics)
             else:
                 self.stale_evals += 1
                 if self.config.schedule == "plateau":
