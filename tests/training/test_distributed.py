@@ -81,3 +81,20 @@ def test_two_processes_make_the_updates_of_one_and_resume_exactly(tmp_path):
     ]
     logged = [record["window"] for record in records if record["kind"] == "train"]
     assert logged == list(range(2, WINDOWS + 1, 2))  # once each: rank 0 alone logs
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="this PyTorch has no torch.distributed")
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are read from /proc")
+def test_leaving_the_process_group_stops_its_threads(tmp_path):
+    """No gloo thread outlives ``launched`` (one running into interpreter exit can abort
+    the process), also when ``torch._dynamo`` was first imported inside it."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "tests.ddp_exit", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        threads = json.loads((tmp_path / f"threads-{rank}.json").read_text())
+        assert not [name for name in threads if "gloo" in name], threads

@@ -23,6 +23,7 @@ trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -74,6 +75,14 @@ def launched(backend: str | None = None) -> Iterator[None]:
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # torch.distributed.nn.functional's collectives take ``group=group.WORLD`` as a
+    # default argument. Imported while the group exists (torch._dynamo imports it, and
+    # the first optimizer imports torch._dynamo), it would keep the group alive after
+    # destroy_process_group, its gloo threads running into interpreter exit, where
+    # a rank could abort ("terminate called without an active exception"). Imported
+    # first, its defaults are None and destroy_process_group joins the threads.
+    importlib.import_module("torch.distributed.nn")
+
     dist.init_process_group(backend)
     try:
         yield
