@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,3 +76,23 @@ def test_randomised_truncation_stops_with_the_failed_command(tmp_path):
 def test_randomised_truncation_needs_the_text(tmp_path):
     done = run_example("randomised_truncation", "--text", str(tmp_path / "missing.txt"))
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def test_recurrent_ppo_quick_runs_both_arms_in_step(tmp_path):
+    pytest.importorskip("gymnasium")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "recurrent_ppo" / "run.py")]
+        + ["--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    tbptt_run, loop_run = report["runs"]
+    assert (tbptt_run["arm"], loop_run["arm"]) == ("tbptt", "loop")
+    assert len(tbptt_run["curve"]) == len(loop_run["curve"]) == 3
+    # the same seed, weights, draws and minibatches: the same episodes, up to rounding
+    assert tbptt_run["episodes"] == loop_run["episodes"]
+    assert report["summary"]["update_speedup"]["per_seed"]
+    assert (tmp_path / "returns.png").read_bytes()[:4] == b"\x89PNG"
