@@ -96,3 +96,18 @@ def test_recurrent_ppo_quick_runs_both_arms_in_step(tmp_path):
     assert tbptt_run["episodes"] == loop_run["episodes"]
     assert report["summary"]["update_speedup"]["per_seed"]
     assert (tmp_path / "returns.png").read_bytes()[:4] == b"\x89PNG"
+    merged = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "recurrent_ppo" / "run.py"), "--merge"]
+        + [str(tmp_path / "results.json")] * 2
+        + ["--out", str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert merged.returncode == 0, merged.stderr
+    joined = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert joined["runs"] == report["runs"] * 2
+    assert (
+        joined["summary"]["update_speedup"]["per_seed"]
+        == report["summary"]["update_speedup"]["per_seed"] * 2
+    )
