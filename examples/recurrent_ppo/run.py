@@ -387,6 +387,9 @@ def merge(paths: list[Path], out: Path) -> None:
     if any(r["settings"] != reports[0]["settings"] for r in reports):
         raise SystemExit("run.py: error: the results were made with different settings")
     runs = [run for report in reports for run in report["runs"]]
+    keys = [(run["arm"], run["seed"]) for run in runs]
+    if len(set(keys)) < len(keys):
+        raise SystemExit("run.py: error: a seed appears twice for one arm: merge other seeds")
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "settings": reports[0]["settings"],
