@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -114,3 +116,62 @@ def test_randomised_truncation_stops_with_the_failed_command(tmp_path):
 def test_randomised_truncation_needs_the_text(tmp_path):
     done = run_example("randomised_truncation", "--text", str(tmp_path / "missing.txt"))
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def test_recurrent_ppo_quick_runs_both_arms_in_step(tmp_path):
+    pytest.importorskip("gymnasium")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "recurrent_ppo" / "run.py")]
+        + ["--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    tbptt_run, loop_run = report["runs"]
+    assert (tbptt_run["arm"], loop_run["arm"]) == ("tbptt", "loop")
+    assert len(tbptt_run["curve"]) == len(loop_run["curve"]) == 3
+    # the same seed, weights, draws and minibatches: the same episodes, up to rounding
+    assert tbptt_run["episodes"] == loop_run["episodes"]
+    assert report["summary"]["update_speedup"]["per_seed"]
+    assert (tmp_path / "returns.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def merge_ppo(*args: str) -> subprocess.CompletedProcess[str]:
+    script = ROOT / "examples" / "recurrent_ppo" / "run.py"
+    return subprocess.run(
+        [sys.executable, str(script), "--merge", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_recurrent_ppo_merge_joins_sweeps_and_refuses_a_seed_twice(tmp_path):
+    runs = [
+        {"arm": arm, "seed": seed, "update_cpu_ms": ms, "final_return": 20.0, "cpu_s": 1.0}
+        for seed, arm, ms in [
+            (0, "tbptt", 1.0),
+            (0, "loop", 4.0),
+            (1, "tbptt", 2.0),
+            (1, "loop", 4.0),
+        ]
+    ]
+    for run in runs:
+        run["curve"] = [{"env_steps": 64, "cpu_s": 1.0, "wall_s": 1.0, "mean_return": 20.0}]
+    for seed in (0, 1):
+        sweep = {"settings": {"envs": 4}, "seeds": [seed], "machine": {}}
+        sweep["runs"] = [r for r in runs if r["seed"] == seed]
+        (tmp_path / f"{seed}.json").write_text(json.dumps(sweep))
+    done = merge_ppo(
+        str(tmp_path / "0.json"), str(tmp_path / "1.json"), "--out", str(tmp_path / "both")
+    )
+    assert done.returncode == 0, done.stderr
+    joined = json.loads((tmp_path / "both" / "results.json").read_text())
+    assert joined["seeds"] == [0, 1] and joined["summary"]["update_speedup"]["per_seed"] == [
+        4.0,
+        2.0,
+    ]
+    twice = merge_ppo(
+        str(tmp_path / "0.json"), str(tmp_path / "0.json"), "--out", str(tmp_path / "x")
+    )
+    assert twice.returncode != 0 and "a seed appears twice" in twice.stderr
+    assert not (tmp_path / "x").exists()

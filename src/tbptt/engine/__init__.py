@@ -11,7 +11,7 @@ What it may import: PyTorch, NumPy and the shared top-level modules
 import-linter contracts in ``pyproject.toml`` hold it to that).
 """
 
-from tbptt.engine.runner import LossFn, Runner, Window, gradients, unroll
+from tbptt.engine.runner import LossFn, Runner, Targets, Window, gradients, unroll
 from tbptt.engine.state import State, detach
 from tbptt.engine.windows import RandomTruncation
 
@@ -20,6 +20,7 @@ __all__ = [
     "RandomTruncation",
     "Runner",
     "State",
+    "Targets",
     "Window",
     "detach",
     "gradients",

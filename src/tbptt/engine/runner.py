@@ -7,6 +7,14 @@ model whose ``forward`` also takes a ``resets: (T, B)`` keyword applies resets i
 the sequence at the steps where some stream resets and resets those streams' state
 between the pieces.
 
+Targets may be one tensor ``(T, B, ...)`` or any tuple, list or dict nesting of
+them (a loss that needs several, such as PPO's actions, advantages and old
+log-probabilities): every leaf is sliced along time like the inputs.
+
+With ``burn_in=m`` the first m steps of every chunk run without gradient and
+without loss, only to refresh a stored state (R2D2's replay); the windows are laid
+out over the steps after them.
+
 With ``checkpoint=`` a window keeps only the states at segment boundaries and
 recomputes the rest in the backward pass (``tbptt.engine.recompute``): the same
 gradient in a fraction of the memory.
@@ -17,6 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,8 +36,17 @@ from tbptt.engine.state import State
 from tbptt.engine.windows import RandomTruncation, Span, Stride, check_truncation, overlap, spans
 from tbptt.errors import TBPTTError
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
+Targets = Any
+"""A tensor ``(T, B, ...)``, or a tuple, list or dict nesting of tensors that each
+start with ``(T, B)``: sliced along time like the inputs, passed whole to the loss."""
+
+LossFn = Callable[[Tensor, Targets], Tensor]
 """``loss_fn(outputs, targets) -> (T, B)`` per-element losses."""
+
+
+def time_slice(targets: Targets, steps: slice) -> Targets:
+    """Steps ``steps`` of every leaf of ``targets`` (each time-major)."""
+    return states.map_state(lambda leaf: leaf[steps], targets)
 
 
 def accepts_resets(model: nn.Module) -> bool:
@@ -107,17 +125,21 @@ class Window:
 class Chunk:
     """A chunk as its windows see it: ``inputs: (H + T, B, ...)`` and ``resets:
     (H + T, B)`` start with the ``history`` (H) steps carried from the last chunk;
-    ``targets: (T, B, ...)`` and ``mask: (T, B)`` do not."""
+    ``targets: (T, B, ...)`` and ``mask: (T, B)`` do not. After a burn-in of m steps
+    (then H = 0), ``inputs`` and ``resets`` have lost those steps, already run, and
+    ``targets`` and ``mask`` keep them."""
 
     inputs: Tensor
-    targets: Tensor
+    targets: Targets
     resets: Tensor | None
     mask: Tensor | None
     history: int
+    burn_in: int = 0
 
     def loss_steps(self, start: int, end: int) -> slice:
         """Steps ``[start, end)`` of ``inputs`` as a slice of ``targets``."""
-        return slice(start - self.history, end - self.history)
+        shift = self.burn_in - self.history
+        return slice(start + shift, end + shift)
 
 
 class Runner:
@@ -135,6 +157,13 @@ class Runner:
     a model that draws something once per window (AWD-LSTM's dropout masks in the
     built-in models) draws it there, and every call of that window, including the
     recomputation of checkpointed segments, sees the same draw.
+
+    ``burn_in=m`` runs the first m steps of every chunk from the carried state
+    without gradient and without loss, only to refresh that state (a stored,
+    possibly stale state: R2D2's replay, set with :meth:`reset`); the windows are
+    laid out over steps ``[m, T)`` with step m as their step 0, so no history is
+    carried from the last chunk, and the state carried out is the one at the chunk's
+    end. Resets inside the burn-in apply as anywhere else.
 
     ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
     a window of L steps, keeping only the states between them and recomputing the
@@ -160,11 +189,17 @@ class Runner:
         k2: int | None = None,
         *,
         state: State = None,
+        burn_in: int = 0,
         checkpoint: bool | int = False,
         memory_budget: int | None = None,
     ) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.k1, self.k2 = check_truncation(k1, k2)
+        if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+            raise TBPTTError(
+                f"burn_in must be an int >= 0 (steps without gradient), got {burn_in!r}"
+            )
+        self.burn_in = burn_in
         self.overlap = overlap(self.k1, self.k2)
         self.checkpointing = recompute.check_checkpoint(checkpoint, memory_budget)
         self._probed: dict[tuple[object, ...], tuple[float, int]] = {}
@@ -187,42 +222,72 @@ class Runner:
     def windows(
         self,
         inputs: Tensor,
-        targets: Tensor,
+        targets: Targets,
         *,
         resets: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> Iterator[Window]:
-        """Yield the windows of the chunk ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``.
+        """Yield the windows of the chunk ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``
+        (or a nesting of such tensors, see :data:`Targets`).
 
         ``resets: (T, B)`` marks sequence starts, ``mask: (T, B)`` valid elements. Each
         window is yielded before its backward pass: call ``window.loss.backward()``
-        (and step the optimizer) before asking for the next.
+        (and step the optimizer) before asking for the next. With a burn-in, the
+        windows' ``loss_start`` and ``end`` count the burn-in steps.
         """
         resets, mask = check_chunk(inputs, targets, resets, mask)
         states.check_batch_size(self.state, inputs.shape[1])
+        if self.burn_in:
+            inputs, resets = self._burn_in(inputs, resets)
         history = 0
         if self.history is not None:
             past_inputs, past_resets = self.history
             history = past_inputs.shape[0]
             resets = join_resets(past_resets, resets, past_inputs, inputs)
             inputs = torch.cat([past_inputs, inputs])
-        chunk = Chunk(inputs, targets, resets, mask, history)
+        chunk = Chunk(inputs, targets, resets, mask, history, self.burn_in)
         for span in spans(inputs.shape[0], self.k1, self.k2, history=history):
             yield self._window(span, chunk)
         keep = max(inputs.shape[0] - self.overlap, 0)
         past = None if resets is None else resets[keep:]
-        self.history = (inputs[keep:], past) if self.overlap else None
+        self.history = (inputs[keep:], past) if self.overlap and not self.burn_in else None
+
+    def _burn_in(self, inputs: Tensor, resets: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Run the burn-in steps without gradient from the carried state, which they
+        refresh; returns the chunk's inputs and resets after them."""
+        steps = self.burn_in
+        if steps >= inputs.shape[0]:
+            raise TBPTTError(
+                f"burn_in={steps} leaves no step to learn from in a chunk of "
+                f"T={inputs.shape[0]} steps: pass chunks longer than the burn-in, or lower it"
+            )
+        self.history = None  # the burn-in steps take the place of any history
+        self._new_window()  # the burn-in draws its own (dropout masks)
+        with torch.no_grad():
+            burn_resets = None if resets is None else resets[:steps]
+            _, state = unroll(self.model, inputs[:steps], self.state, burn_resets)
+        self.state = states.detach(state)
+        return inputs[steps:], None if resets is None else resets[steps:]
+
+    def _new_window(self) -> None:
+        """Call the model's ``new_window()`` if it has one (per-window dropout masks,
+        :mod:`tbptt.models.dropout`)."""
+        new_window = getattr(self.model, "new_window", None)
+        if callable(new_window):
+            new_window()
 
     def _window(self, span: Span, chunk: Chunk) -> Window:
         """Run one window from the carried state and compute its loss.
 
         The run is split where the next window starts, to carry the state entering
-        that step (detached) without running any step twice more than TBPTT does.
+        that step (detached) without running any step twice more than TBPTT does;
+        after a burn-in, the last window carries the state at the chunk's end (the
+        next chunk keeps no history).
         """
-        new_window = getattr(self.model, "new_window", None)
-        if callable(new_window):  # e.g. per-window dropout masks (tbptt.models.dropout)
-            new_window()
+        self._new_window()
         next_start = max(span.end - self.overlap, span.start)
+        if self.burn_in and span.end == chunk.inputs.shape[0]:
+            next_start = span.end
         segment = self._segment_steps(span, chunk)
         if segment < span.end - span.start:
             return self._checkpointed_window(span, chunk, segment, next_start)
@@ -238,9 +303,10 @@ class Runner:
         history_steps = span.loss_start - span.start  # a slice, even [0:], costs a backward
         loss_outputs = ran[history_steps:] if history_steps else ran
         loss_steps = chunk.loss_steps(span.loss_start, span.end)
-        losses = self.loss_fn(loss_outputs, chunk.targets[loss_steps])
+        targets = time_slice(chunk.targets, loss_steps)
+        losses = self.loss_fn(loss_outputs, targets)
         window_mask = None if chunk.mask is None else chunk.mask[loss_steps]
-        check_losses(losses, chunk.targets[loss_steps])
+        check_losses(losses, targets)
         loss, count = masked_mean(losses, window_mask)
         return Window(
             loss, count, loss_outputs, loss_steps.start, loss_steps.stop, self._lr_scale(span)
@@ -301,7 +367,7 @@ class Runner:
             if first >= end:  # history steps only: no loss
                 return outputs.new_zeros(()), state
             loss_steps = chunk.loss_steps(first, end)
-            targets = chunk.targets[loss_steps]
+            targets = time_slice(chunk.targets, loss_steps)
             losses = self.loss_fn(outputs[first - start :], targets)
             check_losses(losses, targets)
             mask = None if chunk.mask is None else chunk.mask[loss_steps]
@@ -326,7 +392,7 @@ def join_resets(
 
 
 def check_chunk(
-    inputs: Tensor, targets: Tensor, resets: Tensor | None, mask: Tensor | None
+    inputs: Tensor, targets: Targets, resets: Tensor | None, mask: Tensor | None
 ) -> tuple[Tensor | None, Tensor | None]:
     """Validate a chunk's shapes; returns ``resets`` and ``mask`` as bool tensors on
     the inputs' device (``None`` where not given)."""
@@ -335,11 +401,16 @@ def check_chunk(
             f"inputs must be time-major (T, B, ...) with T >= 1, got shape {tuple(inputs.shape)}"
         )
     steps = tuple(inputs.shape[:2])
-    if tuple(targets.shape[:2]) != steps:
-        raise TBPTTError(
-            f"targets shape {tuple(targets.shape)} does not start with the inputs' (T, B) = "
-            f"{steps}: both are time-major"
-        )
+
+    def check_target(target: Tensor) -> Tensor:
+        if tuple(target.shape[:2]) != steps:
+            raise TBPTTError(
+                f"targets shape {tuple(target.shape)} does not start with the inputs' (T, B) "
+                f"= {steps}: both are time-major"
+            )
+        return target
+
+    states.map_state(check_target, targets)
     for name, flags in (("resets", resets), ("mask", mask)):
         if flags is not None and tuple(flags.shape) != steps:
             raise TBPTTError(
@@ -352,20 +423,20 @@ def check_chunk(
     return as_flags(resets), as_flags(mask)
 
 
-def check_losses(losses: Tensor, targets: Tensor) -> None:
+def check_losses(losses: Tensor, targets: Targets) -> None:
     """Raise unless ``loss_fn`` returned one loss per element, ``(T, B)``."""
-    if tuple(losses.shape) != tuple(targets.shape[:2]):
+    steps = tuple(states.leaves(targets)[0].shape[:2])
+    if tuple(losses.shape) != steps:
         raise TBPTTError(
             f"loss_fn returned shape {tuple(losses.shape)}, expected per-element losses "
-            f"(T, B) = {tuple(targets.shape[:2])}: use reduction='none' and do not "
-            f"average over time or batch"
+            f"(T, B) = {steps}: use reduction='none' and do not average over time or batch"
         )
 
 
 def gradients(
     model: nn.Module,
     inputs: Tensor,
-    targets: Tensor,
+    targets: Targets,
     loss_fn: LossFn,
     k1: Stride,
     k2: int | None = None,
@@ -373,6 +444,7 @@ def gradients(
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
+    burn_in: int = 0,
     checkpoint: bool | int = False,
     memory_budget: int | None = None,
 ) -> list[dict[str, Tensor]]:
@@ -380,13 +452,16 @@ def gradients(
 
     Args:
         model: follows the protocol ``forward(x, state) -> (y, state)``.
-        inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``.
+        inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``, or a tuple, list or dict
+            nesting of such tensors (sliced along time like the inputs).
         loss_fn: ``loss_fn(outputs, targets) -> (T, B)`` per-element losses.
         k1, k2: the truncation (``k2=None``: k2 = k1; ``k1=None``: full BPTT; a
             :class:`~tbptt.engine.windows.RandomTruncation` draws each window's k1).
         state: the state entering step 0 (``None``: the model's initial state).
         resets: ``(T, B)`` bool, true where a stream starts a new sequence.
         mask: ``(T, B)`` bool, false for padding.
+        burn_in: the first ``burn_in`` steps run from ``state`` without gradient
+            and without loss, only to refresh it; the windows cover the steps after.
         checkpoint, memory_budget: recompute activations in the backward pass
             instead of keeping them (see :class:`Runner`); the same gradients.
 
@@ -396,7 +471,14 @@ def gradients(
     """
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     runner = Runner(
-        model, loss_fn, k1, k2, state=state, checkpoint=checkpoint, memory_budget=memory_budget
+        model,
+        loss_fn,
+        k1,
+        k2,
+        state=state,
+        burn_in=burn_in,
+        checkpoint=checkpoint,
+        memory_budget=memory_budget,
     )
     result = []
     for window in runner.windows(inputs, targets, resets=resets, mask=mask):

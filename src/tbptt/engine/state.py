@@ -30,8 +30,8 @@ def map_state(fn: Callable[..., Tensor], state: State, *others: State) -> State:
         mapped = [map_state(fn, *leaves) for leaves in zip(state, *others, strict=True)]
         return type(state)(mapped) if type(state) in (tuple, list) else type(state)(*mapped)
     raise TBPTTError(
-        f"recurrent state must be a tensor or a tuple, list or dict of tensors, "
-        f"got {type(state).__name__}"
+        f"recurrent state and targets must be a tensor or a tuple, list or dict of "
+        f"tensors, got {type(state).__name__}"
     )
 
 
