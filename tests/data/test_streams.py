@@ -250,3 +250,9 @@ def test_streams_feed_the_runner_and_a_data_loader():
 def test_bad_layouts_are_refused(make, message):
     with pytest.raises(TBPTTError, match=message):
         make()
+
+
+def test_each_epoch_after_the_first_draws_its_own_offset():
+    streams = Streams.language_model(np.arange(500), 4, 10, random_offset=True, seed=3)
+    later = [streams.offset(epoch) for epoch in range(1, 9)]
+    assert len(set(later)) > 1  # not one offset repeated every epoch

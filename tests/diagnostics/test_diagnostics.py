@@ -11,6 +11,7 @@ from torch import nn
 
 from tbptt import TBPTTError, diagnostics, losses, models
 from tbptt.data import Streams, tasks
+from tbptt.diagnostics.bias import Truncated, compare
 from tbptt.diagnostics.flow import default_ends
 from tbptt.training.trainer import TrainConfig, Trainer
 from tests import naive
@@ -330,3 +331,13 @@ def test_advise_every_needs_a_fixed_k1_and_validation_streams():
     streams = Streams(torch.zeros(100, dtype=torch.long), torch.zeros(100, dtype=torch.long), 2, 4)
     with pytest.raises(TBPTTError, match="advise_every chooses k2 on the validation streams"):
         Trainer(ShiftRegister(4, 2), losses.cross_entropy, streams, TrainConfig(advise_every=5))
+
+
+def test_the_relative_error_is_measured_against_the_full_gradient_norm():
+    def gradient(*values):
+        return Truncated(None, None, torch.tensor(values), 0.0, 0, 1)
+
+    truncated, full = gradient(3.0, 0.0), gradient(0.0, 4.0)
+    bias = compare(truncated, full, steps=10)
+    assert bias.relative_error == pytest.approx(5.0 / 4.0)  # ||(3, -4)|| / ||(0, 4)||
+    assert bias.cosine == pytest.approx(0.0)

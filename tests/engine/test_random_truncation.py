@@ -131,3 +131,10 @@ def test_bad_random_truncations_are_refused(make, message):
     with pytest.raises(TBPTTError, match=message) as error:
         make()
     assert "\n" not in str(error.value)
+
+
+def test_the_expected_stride_is_the_mean_of_the_drawn_strides():
+    truncation = RandomTruncation(10, 0.0, p_mean=0.8, seed=0)  # k1 = 10 or 5
+    assert truncation.expected_stride() == pytest.approx(0.8 * 10 + 0.2 * 5)
+    mean_draw = sum(draws(RandomTruncation(10, 0.0, p_mean=0.8, seed=0), 4000)) / 4000
+    assert mean_draw == pytest.approx(9.0, abs=0.1)  # 0.1: 3 standard errors of the draw

@@ -251,3 +251,20 @@ def test_bad_checkpoint_settings_are_refused_in_one_line(kwargs, message):
     with pytest.raises(tbptt.TBPTTError, match=message) as error:
         tbptt.gradients(model, inputs, targets, losses.mse, None, **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_without_a_mask_the_loss_count_is_the_loss_steps_alone():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(10, 2)
+    expected = naive.window_gradients(model, inputs, targets, losses.mse, 3, 5)
+    runner = tbptt.Runner(model, losses.mse, 3, 5, checkpoint=2)
+    windows = list(runner.windows(inputs, targets))
+    assert [int(w.count) for w in windows] == [3 * 2, 3 * 2, 3 * 2, 1 * 2]  # not its 5 steps
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 5, checkpoint=2)
+    assert_close(actual, expected)
+
+
+@pytest.mark.parametrize(("steps", "segment"), [(1, 1), (2, 2), (8, 3), (9, 3), (10, 4)])
+def test_the_default_segment_is_the_ceiling_of_the_square_root(steps, segment):
+    unused_probe = pytest.fail  # only a memory budget measures the model
+    assert recompute.Checkpointing().segment_steps(steps, unused_probe) == segment

@@ -260,3 +260,15 @@ def test_a_loss_fn_that_reduces_is_refused():
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="per-element losses"):
         tbptt.gradients(model, inputs, targets, torch.nn.functional.mse_loss, 3)
+
+
+def test_a_state_given_to_the_runner_receives_no_gradient_through_backward():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(6, 2)
+    _, produced = model(inputs[:2])  # a state with a graph behind it
+    given = torch.randn(2, 2, HIDDEN, dtype=torch.float64, requires_grad=True)
+    for state in (given, produced):
+        runner = tbptt.Runner(model, losses.mse, 3, state=state)
+        for window in runner.windows(inputs, targets):
+            window.loss.backward()  # a second backward through `produced` would raise
+    assert given.grad is None
