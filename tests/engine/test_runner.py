@@ -170,6 +170,24 @@ def test_runner_over_chunks_gives_the_windows_of_the_whole_stream(kind, k1, k2, 
     assert_gradients_equal(actual, expected)
 
 
+def test_full_bptt_over_chunks_starts_each_chunk_from_the_carried_state():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(10, 2)
+    runner = tbptt.Runner(model, losses.mse, None)
+    for _ in runner.windows(inputs[:6], targets[:6]):
+        pass
+    with torch.no_grad():
+        _, carried = model(inputs[:6])
+    expected = naive.window_gradients(
+        model, inputs[6:], targets[6:], losses.mse, None, state=carried
+    )
+    params = list(model.parameters())
+    [window] = runner.windows(inputs[6:], targets[6:])
+    grads = torch.autograd.grad(window.loss, params)
+    actual = [{n: g for (n, _), g in zip(model.named_parameters(), grads, strict=True)}]
+    assert_gradients_equal(actual, expected)
+
+
 def naive_training(model, inputs, targets, k1, k2, lr):
     """SGD on TBPTT(k1, k2) as semantics.md states it: window n runs from the detached
     state that the latest earlier window produced for step s_n."""
