@@ -10,6 +10,8 @@
 # /tmp/tbptt-mutation), niced, one worker, each capped at $MUTATION_MINUTES minutes
 # (default 15). Prints per group: mutants, killed, survived, other (timeout or
 # not checked), kill rate; `cd $MUTATION_DIR/GROUP && mutmut show NAME` shows a mutant.
+# MUTATION_SURVIVORS=1 reruns only the last run's survivors of each group against the
+# working tree's tests (after writing tests for them; the source must be unchanged).
 set -euo pipefail
 
 declare -A MODULE TESTS
@@ -44,10 +46,18 @@ export OMP_NUM_THREADS=1
 for group in ${@:-$GROUPS_IN_ORDER}; do
     module=${MODULE[$group]:?unknown group $group (one of: $GROUPS_IN_ORDER)}
     dir=$WORK/$group
-    rm -rf "$dir" && mkdir -p "$dir"
-    (cd "$ROOT" && tar cf - --exclude=__pycache__ src tests pyproject.toml) | tar xf - -C "$dir"
-    selection=$(printf '"%s", ' ${TESTS[$group]})
-    cat >> "$dir/pyproject.toml" <<TOML
+    names=""
+    if [[ ${MUTATION_SURVIVORS:-0} == 1 ]]; then
+        names=$(grep ': survived$' "$dir/results.txt" | sed 's/: .*//')
+        for copy in "$dir" "$dir/mutants"; do
+            rm -rf "$copy/tests"
+            (cd "$ROOT" && tar cf - --exclude=__pycache__ tests) | tar xf - -C "$copy"
+        done
+    else
+        rm -rf "$dir" && mkdir -p "$dir"
+        (cd "$ROOT" && tar cf - --exclude=__pycache__ src tests pyproject.toml) | tar xf - -C "$dir"
+        selection=$(printf '"%s", ' ${TESTS[$group]})
+        cat >> "$dir/pyproject.toml" <<TOML
 
 [tool.mutmut]
 source_paths = ["src/"]
@@ -55,8 +65,10 @@ only_mutate = ["$module"]
 pytest_add_cli_args_test_selection = [${selection%, }]
 pytest_add_cli_args = ["-p", "no:cacheprovider"]
 TOML
+    fi
     start=$SECONDS
-    (cd "$dir" && timeout "${MINUTES}m" nice -n 10 mutmut run --max-children 1 > run.log 2>&1) \
+    # shellcheck disable=SC2086  # $names: one mutant name per word
+    (cd "$dir" && timeout "${MINUTES}m" nice -n 10 mutmut run --max-children 1 $names > run.log 2>&1) \
         || echo "$group: mutmut stopped (exit $?; see $dir/run.log)"
     (cd "$dir" && mutmut results --all true > results.txt 2>/dev/null) || true
     python - "$group" "$dir/results.txt" "$((SECONDS - start))" <<'PY'
