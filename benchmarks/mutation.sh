@@ -10,8 +10,9 @@
 # /tmp/tbptt-mutation), niced, one worker, each capped at $MUTATION_MINUTES minutes
 # (default 15). Prints per group: mutants, killed, survived, other (timeout or
 # not checked), kill rate; `cd $MUTATION_DIR/GROUP && mutmut show NAME` shows a mutant.
-# MUTATION_SURVIVORS=1 reruns only the last run's survivors of each group against the
-# working tree's tests (after writing tests for them; the source must be unchanged).
+# MUTATION_SURVIVORS=1 reruns only the last run's survivors (and unchecked mutants)
+# against the working tree's tests (after writing tests for them; the source must be
+# unchanged, and the group's test selection is the one of the last full run).
 set -euo pipefail
 
 declare -A MODULE TESTS
@@ -48,7 +49,7 @@ for group in ${@:-$GROUPS_IN_ORDER}; do
     dir=$WORK/$group
     names=""
     if [[ ${MUTATION_SURVIVORS:-0} == 1 ]]; then
-        names=$(grep ': survived$' "$dir/results.txt" | sed 's/: .*//')
+        names=$(grep -E ': (survived|no tests|not checked)$' "$dir/results.txt" | sed 's/: .*//')
         for copy in "$dir" "$dir/mutants"; do
             rm -rf "$copy/tests"
             (cd "$ROOT" && tar cf - --exclude=__pycache__ tests) | tar xf - -C "$copy"

@@ -236,6 +236,7 @@ def test_streams_feed_the_runner_and_a_data_loader():
         (lambda: Streams(np.arange(5), np.arange(5), 6, 2), "batch_size 6 is larger"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 0), "steps must be an integer >= 1"),
         (lambda: Streams(np.arange(5), np.arange(5), 0, 2), "batch_size must be an integer >= 1"),
+        (lambda: Streams(np.arange(5), np.arange(5), 2, 2.5), "steps must be an integer >= 1"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 2, valid=np.ones(3)), "valid has 3"),
         (lambda: pack_sequences(make_sequences([2]), 0, 2), "batch_size must be an integer"),
         (lambda: pad_sequences(make_sequences([2]), 1, 0), "steps must be an integer >= 1"),
@@ -304,6 +305,13 @@ def test_sequences_shorter_than_a_batch_and_a_single_one_can_be_laid_out():
     streams = pack_sequences(make_sequences([3]), 1, 10)
     _, _, _, mask = stream_columns(streams)
     assert mask.tolist() == [[True]] * 3  # one batch of 3 steps
+
+
+def test_vector_targets_at_every_step_keep_their_shape():
+    sequences = [(torch.randn(n, 2), torch.randn(n, 3)) for n in (4, 2)]
+    _, targets, _, _ = stream_columns(pack_sequences(sequences, 2, 4))
+    assert targets.shape == (4, 2, 3)
+    assert torch.equal(targets[:4, 0], sequences[0][1])
 
 
 def test_one_vector_target_per_sequence_keeps_its_shape():
