@@ -235,6 +235,11 @@ def test_streams_feed_the_runner_and_a_data_loader():
     [
         (lambda: Streams(np.arange(5), np.arange(5), 6, 2), "batch_size 6 is larger"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 0), "steps must be an integer >= 1"),
+        (lambda: Streams(np.arange(5), np.arange(5), 0, 2), "batch_size must be an integer >= 1"),
+        (lambda: Streams(np.arange(5), np.arange(5), 2, 2.5), "steps must be an integer >= 1"),
+        (lambda: Streams(np.arange(5), np.arange(5), 2, 2, valid=np.ones(3)), "valid has 3"),
+        (lambda: pack_sequences(make_sequences([2]), 0, 2), "batch_size must be an integer"),
+        (lambda: pad_sequences(make_sequences([2]), 1, 0), "steps must be an integer >= 1"),
         (lambda: Streams(np.arange(9), np.arange(9), 2, 5), "4 steps, shorter than one window"),
         (lambda: Streams(np.arange(5), np.arange(4), 2, 2), "must be aligned"),
         (lambda: Streams(np.arange(5), np.arange(5), 2, 2, remainder="x"), "remainder must"),
@@ -250,3 +255,74 @@ def test_streams_feed_the_runner_and_a_data_loader():
 def test_bad_layouts_are_refused(make, message):
     with pytest.raises(TBPTTError, match=message):
         make()
+
+
+def test_each_epoch_after_the_first_draws_its_own_offset():
+    streams = Streams.language_model(np.arange(500), 4, 10, random_offset=True, seed=3)
+    later = [streams.offset(epoch) for epoch in range(1, 9)]
+    assert len(set(later)) > 1  # not one offset repeated every epoch
+
+
+def test_streams_start_at_pair_zero_unless_offsets_are_asked_for():
+    streams = Streams.language_model(np.arange(500), 4, 10)
+    assert [streams.offset(epoch) for epoch in range(4)] == [0, 0, 0, 0]
+
+
+def test_offsets_take_every_value_that_leaves_each_stream_a_pair():
+    # 6 pairs, 4 streams: an offset of 3 would leave a stream empty; steps 10 allow more
+    streams = Streams(np.arange(6), np.arange(6), 4, 10, random_offset=True, allow_short=True)
+    assert {streams.offset(epoch) for epoch in range(1, 60)} == {0, 1, 2}
+
+
+def test_the_length_is_the_batches_of_the_first_epoch():
+    streams = Streams.language_model(np.arange(43), 2, 5, random_offset=True, seed=0)
+    assert streams.offset(1) > 0  # streams of 21 steps, then at most 20: 4 batches
+    assert len(streams) == len(list(streams.batches(0))) == 5
+
+
+def test_padding_the_remainder_masks_it_even_with_valid_flags():
+    streams = Streams(np.arange(11), np.arange(11), 2, 3, remainder="pad", valid=np.ones(11))
+    _, _, _, mask = stream_columns(streams)
+    assert int(mask.sum()) == 11 and not mask[-1, 1]  # 2 streams of 6: one pad
+
+
+@pytest.mark.parametrize("tokens", [np.arange(50, dtype=np.int32), torch.arange(50).int()])
+def test_integer_tokens_of_any_width_arrive_as_int64(tokens):
+    batch = next(iter(Streams.language_model(tokens, 2, 5).batches(0)))
+    assert batch.inputs.dtype == batch.targets.dtype == torch.int64
+    assert batch.resets.dtype == batch.mask.dtype == torch.bool
+
+
+def test_packing_places_the_longest_first_on_the_shortest_stream():
+    streams = pack_sequences(make_sequences([1, 2, 3, 4]), 2, 5)
+    _, targets, _, mask = stream_columns(streams)
+    # 4 -> stream 0, 3 -> 1, 2 -> 1 (3 < 4), 1 -> 0 (4 < 5): 5 and 5 steps
+    assert mask.sum(0).tolist() == [5, 5]
+    assert targets[mask[:, 0], 0].tolist() == [3, 3, 3, 3, 0]
+
+
+def test_sequences_shorter_than_a_batch_and_a_single_one_can_be_laid_out():
+    streams = pack_sequences(make_sequences([3]), 1, 10)
+    _, _, _, mask = stream_columns(streams)
+    assert mask.tolist() == [[True]] * 3  # one batch of 3 steps
+
+
+def test_vector_targets_at_every_step_keep_their_shape():
+    sequences = [(torch.randn(n, 2), torch.randn(n, 3)) for n in (4, 2)]
+    _, targets, _, _ = stream_columns(pack_sequences(sequences, 2, 4))
+    assert targets.shape == (4, 2, 3)
+    assert torch.equal(targets[:4, 0], sequences[0][1])
+
+
+def test_one_vector_target_per_sequence_keeps_its_shape():
+    sequences = [(torch.randn(n, 2), torch.tensor([n, -n])) for n in (4, 2)]
+    streams = pad_sequences(sequences, 2, 4, target_at="last_step")
+    _, targets, _, mask = stream_columns(streams)
+    assert targets.shape == (4, 2, 2)
+    assert mask.nonzero().tolist() == [[1, 1], [3, 0]]  # the last step of each sequence
+    assert targets[3, 0].tolist() == [4, -4] and targets[1, 1].tolist() == [2, -2]
+
+
+def test_a_batch_moves_to_a_device():
+    batch = next(iter(Streams.language_model(np.arange(20), 2, 5).batches(0)))
+    assert all(field.device.type == "meta" for field in batch.to("meta").fields())

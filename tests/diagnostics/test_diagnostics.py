@@ -4,6 +4,7 @@ per-step autograd unroll (``tests/naive.py``), in float64."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from tbptt import TBPTTError, diagnostics, losses, models
 from tbptt.data import Streams, tasks
+from tbptt.diagnostics.bias import Truncated, compare
 from tbptt.diagnostics.flow import default_ends
 from tbptt.training.trainer import TrainConfig, Trainer
 from tests import naive
@@ -330,3 +332,64 @@ def test_advise_every_needs_a_fixed_k1_and_validation_streams():
     streams = Streams(torch.zeros(100, dtype=torch.long), torch.zeros(100, dtype=torch.long), 2, 4)
     with pytest.raises(TBPTTError, match="advise_every chooses k2 on the validation streams"):
         Trainer(ShiftRegister(4, 2), losses.cross_entropy, streams, TrainConfig(advise_every=5))
+
+
+def test_the_relative_error_is_measured_against_the_full_gradient_norm():
+    def gradient(*values):
+        return Truncated(None, None, torch.tensor(values), 0.0, 0, 1)
+
+    truncated, full = gradient(0.3, 0.0), gradient(0.0, 0.4)  # norms below 1
+    bias = compare(truncated, full, steps=10)
+    assert bias.relative_error == pytest.approx(0.5 / 0.4)  # ||(0.3, -0.4)|| / ||(0, 0.4)||
+    assert bias.cosine == pytest.approx(0.0)
+    assert (bias.k1, bias.k2) == (10, 10)  # full BPTT over the 10 steps
+
+
+def flat_unroll(model, *args, **kwargs):
+    """Full BPTT's gradient by the per-step unroll, flattened in parameter order."""
+    [window] = naive.window_gradients(model, *args, None, **kwargs)
+    return torch.cat([window[name].flatten() for name, _ in model.named_parameters()])
+
+
+def test_the_gradient_from_a_given_state_starts_from_it():
+    model, inputs, targets, _, _ = lstm_and_data()
+    state = tuple(torch.randn(3, 2, 4, dtype=torch.float64) for _ in range(2))
+    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, None, state=state)
+    expected = flat_unroll(model, inputs, targets, losses.mse, state=state)
+    torch.testing.assert_close(got.gradient, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_one_valid_element_gives_its_own_gradient():
+    model, inputs, targets, _, _ = lstm_and_data()
+    mask = torch.zeros(12, 3, dtype=torch.bool)
+    mask[7, 1] = True
+    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, None, mask=mask)
+    expected = flat_unroll(model, inputs, targets, losses.mse, mask=mask)
+    torch.testing.assert_close(got.gradient, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_parameter_the_loss_does_not_use_gets_a_zero_gradient():
+    model, inputs, targets, _, _ = lstm_and_data()
+    model.unused = nn.Parameter(torch.ones(5, dtype=torch.float64))
+    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, 3)
+    assert next(model.named_parameters())[0] == "unused"  # first in parameter order
+    assert torch.equal(got.gradient[:5], torch.zeros(5, dtype=torch.float64))
+
+
+def test_activations_are_recomputed_only_when_asked():
+    model, inputs, targets, _, _ = lstm_and_data()
+    args = (model, inputs, targets, losses.mse)
+    default = diagnostics.truncated_gradient(*args, None).activation_bytes
+    plain = diagnostics.truncated_gradient(*args, None, checkpoint=False).activation_bytes
+    checkpointed = diagnostics.truncated_gradient(*args, None, checkpoint=3).activation_bytes
+    assert default == plain > checkpointed
+    _, full = diagnostics.truncation_bias(*args, [], checkpoint=3)
+    assert full.activation_bytes == checkpointed  # the reference is checkpointed too
+
+
+def test_the_time_is_that_of_the_call_and_there_is_no_device_peak_on_the_cpu():
+    model, inputs, targets, _, _ = lstm_and_data()
+    start = time.perf_counter()
+    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, 4)
+    assert 0 < got.seconds <= time.perf_counter() - start
+    assert got.device_peak_bytes is None

@@ -125,9 +125,29 @@ def test_random_truncation_composes_with_checkpointing():
         (lambda: RandomTruncation(10, p_mean=1.5), "p_mean <= 1"),
         (lambda: RandomTruncation(10, minimum=0), "minimum must be an int >= 1"),
         (lambda: tbptt.Runner(make_model("gru"), losses.mse, RandomTruncation(10), 8), "k2=8"),
+        (lambda: tbptt.Runner(make_model("gru"), losses.mse, RandomTruncation(5), 7.5), "k2=7.5"),
     ],
 )
 def test_bad_random_truncations_are_refused(make, message):
     with pytest.raises(TBPTTError, match=message) as error:
         make()
     assert "\n" not in str(error.value)
+
+
+def test_the_expected_stride_is_the_mean_of_the_drawn_strides():
+    truncation = RandomTruncation(10, 0.0, p_mean=0.8, seed=0)  # k1 = 10 or 5
+    assert truncation.expected_stride() == pytest.approx(0.8 * 10 + 0.2 * 5)
+    mean_draw = sum(draws(RandomTruncation(10, 0.0, p_mean=0.8, seed=0), 4000)) / 4000
+    assert mean_draw == pytest.approx(9.0, abs=0.1)  # 0.1: 3 standard errors of the draw
+
+
+def test_the_defaults_are_awd_lstms():
+    truncation = RandomTruncation()  # k ~ N(70, 5) with probability 0.95, else N(35, 5)
+    assert (truncation.mean, truncation.std, truncation.p_mean) == (70, 5.0, 0.95)
+    assert truncation.minimum == 1
+
+
+def test_k2_defaults_to_the_mean_without_overlap():
+    truncation = RandomTruncation(6, seed=0)
+    runner = tbptt.Runner(make_model("gru"), losses.mse, truncation)
+    assert (runner.k1, runner.k2, runner.overlap) == (truncation, 6, 0)

@@ -251,3 +251,62 @@ def test_bad_checkpoint_settings_are_refused_in_one_line(kwargs, message):
     with pytest.raises(tbptt.TBPTTError, match=message) as error:
         tbptt.gradients(model, inputs, targets, losses.mse, None, **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_without_a_mask_the_loss_count_is_the_loss_steps_alone():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(10, 2)
+    expected = naive.window_gradients(model, inputs, targets, losses.mse, 3, 5)
+    runner = tbptt.Runner(model, losses.mse, 3, 5, checkpoint=2)
+    windows = list(runner.windows(inputs, targets))
+    assert [int(w.count) for w in windows] == [3 * 2, 3 * 2, 3 * 2, 1 * 2]  # not its 5 steps
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 5, checkpoint=2)
+    assert_close(actual, expected)
+
+
+@pytest.mark.parametrize(("steps", "segment"), [(1, 1), (2, 2), (8, 3), (9, 3), (10, 4)])
+def test_the_default_segment_is_the_ceiling_of_the_square_root(steps, segment):
+    unused_probe = pytest.fail  # only a memory budget measures the model
+    assert recompute.Checkpointing().segment_steps(steps, unused_probe) == segment
+
+
+def test_the_probe_leaves_out_parameters_and_counts_a_tensor_saved_twice_once():
+    weight = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    recurrent = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
+
+    def run(inputs, start, state):  # h @ recurrent saves h (tanh saved it too) and recurrent
+        h = state
+        for x in inputs:
+            h = torch.tanh(x @ weight + h @ recurrent)
+        return h.sum(), h
+
+    inputs = torch.randn(40, 2, 3, dtype=torch.float64)
+    state = torch.zeros(2, 5, dtype=torch.float64)
+    step_bytes, _ = recompute.probe(run, inputs, 30, state, [weight, recurrent])
+    # 10 steps: each x (2, 3) and tanh output (2, 5), plus the entering state (2, 5)
+    assert step_bytes == ((2 * 3 + 2 * 5) * 10 + 2 * 5) * 8 / 10
+
+
+def test_a_given_segment_length_and_any_budget_of_bytes_are_taken_as_given():
+    assert recompute.check_checkpoint(3, None) == recompute.Checkpointing(segment=3)
+    assert recompute.check_checkpoint(False, 1) == recompute.Checkpointing(memory_budget=1)
+
+
+def test_a_budget_that_only_one_step_segments_fit_picks_them():
+    # 4 steps, 10 bytes a step, 1 a state: S = 1 needs 4 + 10 = 14, S = 2 needs 2 + 20
+    assert recompute.budget_segment(4, 14, 10.0, 1) == 1
+
+
+def test_segments_restart_where_the_next_window_starts():
+    assert recompute.boundaries(0, 4, 10, 3) == [0, 3, 4, 7, 10]
+
+
+def test_a_window_that_ends_before_the_overlap_carries_the_given_state():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(8, 2)
+    state = torch.randn(2, 2, HIDDEN, dtype=torch.float64)
+    # k1 = 2, k2 = 6: windows 1 and 2 start at step 0, so window 1 hands on the state
+    # entering step 0
+    expected = naive.window_gradients(model, inputs, targets, losses.mse, 2, 6, state=state)
+    actual = tbptt.gradients(model, inputs, targets, losses.mse, 2, 6, state=state, checkpoint=1)
+    assert_close(actual, expected)

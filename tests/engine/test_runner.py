@@ -170,6 +170,24 @@ def test_runner_over_chunks_gives_the_windows_of_the_whole_stream(kind, k1, k2, 
     assert_gradients_equal(actual, expected)
 
 
+def test_full_bptt_over_chunks_starts_each_chunk_from_the_carried_state():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(10, 2)
+    runner = tbptt.Runner(model, losses.mse, None)
+    for _ in runner.windows(inputs[:6], targets[:6]):
+        pass
+    with torch.no_grad():
+        _, carried = model(inputs[:6])
+    expected = naive.window_gradients(
+        model, inputs[6:], targets[6:], losses.mse, None, state=carried
+    )
+    params = list(model.parameters())
+    [window] = runner.windows(inputs[6:], targets[6:])
+    grads = torch.autograd.grad(window.loss, params)
+    actual = [{n: g for (n, _), g in zip(model.named_parameters(), grads, strict=True)}]
+    assert_gradients_equal(actual, expected)
+
+
 def naive_training(model, inputs, targets, k1, k2, lr):
     """SGD on TBPTT(k1, k2) as semantics.md states it: window n runs from the detached
     state that the latest earlier window produced for step s_n."""
@@ -260,3 +278,15 @@ def test_a_loss_fn_that_reduces_is_refused():
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="per-element losses"):
         tbptt.gradients(model, inputs, targets, torch.nn.functional.mse_loss, 3)
+
+
+def test_a_state_given_to_the_runner_receives_no_gradient_through_backward():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(6, 2)
+    _, produced = model(inputs[:2])  # a state with a graph behind it
+    given = torch.randn(2, 2, HIDDEN, dtype=torch.float64, requires_grad=True)
+    for state in (given, produced):
+        runner = tbptt.Runner(model, losses.mse, 3, state=state)
+        for window in runner.windows(inputs, targets):
+            window.loss.backward()  # a second backward through `produced` would raise
+    assert given.grad is None

@@ -11,6 +11,7 @@ from tbptt import TBPTTError
 from tbptt.engine.state import (
     check_batch_size,
     detach,
+    initial_state,
     leaves,
     map_state,
     reset_streams,
@@ -62,3 +63,26 @@ def test_a_state_that_is_not_batch_first_is_refused_with_a_hint():
 def test_a_state_of_other_types_is_refused():
     with pytest.raises(TBPTTError, match="got str"):
         map_state(lambda t: t, {"h": "not a tensor"})
+
+
+def test_map_state_refuses_states_of_different_lengths():
+    with pytest.raises(ValueError, match="shorter"):  # zip(strict=True): no leaf dropped
+        map_state(torch.add, (torch.ones(2), torch.ones(2)), (torch.ones(2),))
+
+
+def test_a_reset_keeps_the_dtype_of_the_state():
+    state = torch.ones(2, 3, dtype=torch.bfloat16)  # e.g. under autocast
+    out = reset_streams(state, torch.zeros(2, 3), torch.tensor([True, False]))
+    assert out.dtype == torch.bfloat16 and out[0].eq(0).all() and out[1].eq(1).all()
+
+
+def test_the_initial_state_of_a_one_tensor_state_comes_from_the_model():
+    class Model(torch.nn.Module):
+        def initial_state(self, batch_size, device=None, dtype=None):
+            return torch.full((batch_size, 2), 7.0, device=device, dtype=dtype)
+
+    like = torch.zeros(3, 2, dtype=torch.float64)
+    start = initial_state(Model(), like, 3)
+    assert start.dtype == torch.float64 and start.eq(7.0).all()
+    elsewhere = torch.zeros(3, 2, device="meta")  # a device other than the default
+    assert initial_state(Model(), elsewhere, 3).device == elsewhere.device

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tbptt import TBPTTError
-from tbptt.engine.windows import Span, check_truncation, spans
+from tbptt.engine.windows import RandomTruncation, Span, check_truncation, overlap, spans
 
 
 def test_overlapping_windows_worked_by_hand():
@@ -54,3 +54,9 @@ def test_impossible_truncations_are_refused(k1, k2, message):
 
 def test_k2_defaults_to_k1():
     assert check_truncation(5, None) == (5, 5)
+
+
+def test_the_overlap_is_k2_minus_k1_and_none_for_full_bptt():
+    assert overlap(3, 5) == 2
+    assert overlap(RandomTruncation(4), 6) == 2  # k2 - mean
+    assert overlap(None, None) == 0  # no step is run again

@@ -200,3 +200,14 @@ def test_impossible_initialisations_are_refused_in_one_line(options, message):
     options = {"cell": "lstm", **options}
     with pytest.raises(TBPTTError, match=message):
         models.RecurrentNetwork(options.pop("cell"), 4, input_size=1, output_size=1, **options)
+
+
+def test_dropout_applies_to_the_head_inputs_in_training():
+    torch.manual_seed(5)
+    model = models.GRU(64, input_size=3, output_size=2, dropout=0.5)  # one layer
+    head_inputs = []
+    model.head.register_forward_pre_hook(lambda _, args: head_inputs.append(args[0]))
+    model.train()
+    model(torch.randn(4, 8, 3))
+    dropped = float((head_inputs[0] == 0).double().mean())  # a GRU output is never exactly 0
+    assert dropped == pytest.approx(0.5, abs=0.05)  # 2048 draws: 4.5 standard errors

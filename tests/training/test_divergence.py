@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -145,3 +147,24 @@ def test_a_run_that_cannot_recover_stops_with_a_clear_error(tmp_path):
 def test_settings_that_cannot_train_are_refused(settings, message):
     with pytest.raises(TBPTTError, match=message):
         TrainConfig(**settings)
+
+
+def test_a_run_stopped_in_a_streak_of_skips_rolls_back_where_an_unstopped_one_does(tmp_path):
+    settings = {"max_windows": 6, "checkpoint_every": 100, "max_skips": 3}
+    whole = token_trainer(**settings)
+    poison_gradients(whole, bad={3, 4, 5})  # updates 1-2 succeed, then 3 fail: roll back
+    whole.fit()
+    [want] = [record for record in whole.log.records if record["kind"] == "rollback"]
+
+    stopped = token_trainer(tmp_path / "run", **settings)
+    calls = poison_gradients(stopped, bad={3, 4})
+    stopped.model.head.bias.register_hook(
+        lambda grad: os.kill(os.getpid(), signal.SIGINT) if len(calls) == 4 else None
+    )
+    stopped.fit()  # stopped after two skips in a row
+    resumed = token_trainer(tmp_path / "run", **settings)
+    poison_gradients(resumed, bad={1})  # the third in a row
+    resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
+    resumed.fit()
+    [got] = records(tmp_path / "run", "rollback")  # to its checkpoint at the stop
+    assert got["from_window"] == want["from_window"] == 2

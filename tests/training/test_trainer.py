@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -353,3 +354,69 @@ def test_checkpointed_training_takes_the_same_steps():
 def test_bad_training_settings_are_refused(settings, message):
     with pytest.raises(TBPTTError, match=message):
         TrainConfig(**settings)
+
+
+def test_a_scaled_update_leaves_the_learning_rate_to_the_schedule():
+    tokens = torch.randint(0, 6, (201,), generator=torch.Generator().manual_seed(0))
+    train = Streams.language_model(tokens, 2, 40)
+    config = TrainConfig(k1=6, k1_std=2.0, optimizer="sgd", lr=0.5, seed=3)
+    trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
+    # a schedule that scales the current rate (LambdaLR would recompute it from the base)
+    trainer.scheduler = torch.optim.lr_scheduler.MultiplicativeLR(trainer.optimizer, lambda _: 1.0)
+    trainer.train_batch(next(iter(train.batches(0))))
+    assert trainer.window > 3  # several windows, each of its own length
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_the_logged_training_loss_weights_each_window_by_its_count():
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 6, (121,), generator=gen)
+    valid = torch.ones(120, dtype=torch.bool)
+    valid[torch.arange(120) % 30 >= 10] = False  # windows of 2 streams x 5 steps: 10 or 0..5
+    valid[torch.arange(120) % 30 == 12] = True
+    train = Streams(tokens[:-1], tokens[1:], 2, 5, valid=valid)
+    config = TrainConfig(k1=5, optimizer="sgd", lr=1e-12, log_every=1000, clip_norm=None)
+    torch.manual_seed(0)
+    trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
+    # at (nearly) fixed parameters, one epoch's windows see every valid step once, with
+    # the state carried: the masked mean over the epoch is the evaluation loss
+    expected = trainer.evaluate(train)["loss"]
+    logged = trainer.fit()["loss"]
+    assert logged == pytest.approx(expected, rel=1e-6)
+
+
+def test_classification_accuracy_counts_valid_elements_only():
+    class AlwaysZero(torch.nn.Module):
+        """Predicts class 0 at every step."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.tensor([1.0, 0.0, 0.0]))
+
+        def forward(self, inputs, state=None):
+            state = inputs.new_zeros(inputs.shape[1], 1, dtype=torch.float32)
+            return self.logits.expand(*inputs.shape[:2], 3), state
+
+    targets = torch.tensor([0, 1, 2, 0, 1, 0, 0, 0, 0, 2, 0, 0])
+    valid = torch.tensor([1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0], dtype=torch.bool)  # pads: 0
+    streams = Streams(targets, targets, 2, 3, valid=valid)
+    config = TrainConfig(k1=3)
+    trainer = Trainer(
+        AlwaysZero(), tbptt.losses.cross_entropy, streams, config, metrics="classification"
+    )
+    expected = float(((targets == 0) & valid).sum() / valid.sum())  # 3 of 7
+    assert trainer.evaluate(streams)["accuracy"] == pytest.approx(expected)
+
+
+def test_a_cosine_schedule_spans_every_update_of_the_run():
+    tokens = torch.randint(0, 6, (41,), generator=torch.Generator().manual_seed(0))
+    train = Streams.language_model(tokens, 2, 5)  # batches of 5 steps: windows of 2, 2, 1
+    config = TrainConfig(k1=2, lr=1.0, schedule="cosine", log_every=1)
+    trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
+    rates = {}  # one train record per batch, after its three updates
+    trainer.log.callbacks.append(lambda record: rates.update({record["window"]: record["lr"]}))
+    trainer.fit()
+    updates = trainer.window
+    assert updates == 4 * 3 and list(rates) == [3, 6, 9, 12]
+    expected = {t: 0.5 * (1 + math.cos(math.pi * t / updates)) for t in rates}
+    assert rates == pytest.approx(expected, abs=1e-12)  # zero at the last update, not before
