@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tbptt import distributed
+from tbptt.training import distributed
 
 
 def thread_names() -> list[str]:
