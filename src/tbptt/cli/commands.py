@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tbptt.cli import forecast_output, forecasting
-from tbptt.cli.output import plural, progress_bar
+from tbptt.cli.output import format_record, plural, progress_bar
 from tbptt.cli.runconfig import (
     AWD_DROPOUTS,
     PATH_FIELDS,
@@ -294,6 +294,8 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     output.finish({"run_dir": config.run_dir, **result}, "stopped" if interrupted else "final")
     if config.data.csv is not None and distributed.is_main() and not interrupted:
         report_forecasts(trainer.model, config, run, output)
+    if run.test is not None and distributed.is_main() and not interrupted:
+        report_test(trainer, config, run.test, output)
     if interrupted:
         output.note(
             f"stopped at update {trainer.window} of {total}, checkpoint saved; "
@@ -311,6 +313,17 @@ def report_forecasts(model: Any, config: RunConfig, run: RunData, output: Output
     for split in splits:
         report = forecasting.evaluate_run(model, config, saved, None, split, 0, device)
         output.report(report, forecast_output.format_report(report))
+
+
+def report_test(trainer: Trainer, config: RunConfig, test: Streams, output: Output) -> None:
+    """A language model's test data scored with the best checkpoint's weights, as
+    ``tbptt eval RUN --split test`` scores it."""
+    best = Path(str(config.run_dir)) / "checkpoints" / "best.pt"
+    if best.exists():
+        weights = checkpoints.load(best, map_location=trainer.device)["model"]
+        trainer.model.load_state_dict(weights)
+    record = {"kind": "test", **trainer.evaluate(test)}
+    output.report(record, format_record(record))
 
 
 def write_error(error: OSError, run_dir: Path) -> TBPTTError:
@@ -390,7 +403,15 @@ def evaluation_data(
         task = make_task(data, data.seed + 1 if settings.seed is None else settings.seed)
         return task_streams(task, data.batch_size, EVAL_STEPS, allow_short=True), task, None
     if file is None:
-        return build_data(config, saved).validation, None, None
+        run = build_data(config, saved)
+        if settings.split == "validation":
+            return run.validation, None, None
+        if run.test is None:
+            raise TBPTTError(
+                "this run has no test data: it was trained without --test-file or "
+                "--test-fraction; evaluate a file instead (tbptt eval RUN FILE)"
+            )
+        return run.test, None, None
     unknown = None
     if data.tokens is not None:
         ids: Any = read_tokens(data, file, saved)[0]

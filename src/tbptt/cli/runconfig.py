@@ -157,14 +157,16 @@ class DataConfig:
     """CSV: forecast the next horizon steps t+1 .. t+horizon of every target at every
     step t; mackey_glass: predict the value this many steps ahead."""
     test_fraction: float = 0.0
-    """CSV: share of the file, from its end, held out for testing (validation comes
-    just before it); the split is chronological: train | validation | test."""
+    """CSV, text and tokens: share of the file, from its end, held out for testing
+    (validation comes just before it); the split is chronological: train | validation
+    | test. The test part is scored at the end of training."""
     validation_file: str | None = None
-    """CSV: a file that follows the training file in time, to validate on (instead of
-    validation_fraction)."""
+    """A file to validate on instead of validation_fraction: for CSV, one that follows
+    the training file in time; for text or tokens, read like the training file with
+    its vocabulary (a corpus' valid.txt)."""
     test_file: str | None = None
-    """CSV: a file that follows the validation data in time, to test on (instead of
-    test_fraction)."""
+    """A file to test on instead of test_fraction (a corpus' test.txt), scored at the
+    end of training and by tbptt eval RUN --split test."""
     scale_targets: bool = True
     """CSV: train on targets scaled to zero mean and unit variance on the training
     split (forecasts are mapped back to the data's units)."""
@@ -223,6 +225,11 @@ class DataConfig:
             raise TBPTTError(f"horizon must be >= 1 for a CSV file, got {self.horizon}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise TBPTTError(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
+        if self.task is not None and (self.validation_file or self.test_file or self.test_fraction):
+            raise TBPTTError(
+                "a task generates its validation data: drop validation_file, test_file and "
+                "test_fraction"
+            )
         if self.test_fraction > 0 and self.test_file is not None:
             raise TBPTTError("give test_fraction or test_file, not both")
         if self.validation_fraction + self.test_fraction >= 1.0:
@@ -281,8 +288,8 @@ class EvalConfig:
     """CPU threads for torch (default: 1, the fastest for small models and on a busy
     machine; more pay only for a large model on an otherwise idle machine)."""
     split: str = "validation"
-    """CSV, without FILE: the split to score, validation or test (with the state warmed
-    on all the data before it)."""
+    """Without FILE: the split to score, validation or test (a CSV run's with the state
+    warmed on all the data before it; a language model's test file or fraction)."""
     warmup: int = 0
     """CSV, with FILE: steps the model reads before the first scored forecast (the
     state is warmed on them; origins need season and ar_lags steps of history too)."""

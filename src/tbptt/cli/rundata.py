@@ -50,6 +50,9 @@ class RunData:
     """``vocabulary``, ``normalizer`` and ``columns``, as plain data (or None)."""
     task_validation: TaskData | None = None
     """A task's validation set, for its headline metric."""
+    test: Streams | None = None
+    """A language model's test data (``test_file`` or ``test_fraction``), scored at the
+    end of training and by ``tbptt eval RUN --split test``."""
 
 
 def multi_label_loss(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -111,24 +114,55 @@ def build_data(config: RunConfig, saved: Saved | None = None) -> RunData:
     if data.text is not None:
         text = read_text(data.text)
         vocabulary = saved_vocabulary(saved) or Vocabulary.build(text, data.level, data.min_count)
+        held_out: dict[str, Any] = {
+            name: vocabulary.encode(read_text(path)) for name, path in held_out_files(data)
+        }
         ids = vocabulary.encode(text)
-        return language_data(config, ids, vocabulary.size, extras(vocabulary))
+        return language_data(config, ids, vocabulary.size, extras(vocabulary), held_out)
     if data.tokens is not None:
         token_ids, known, size = read_tokens(data, data.tokens, saved)
-        return language_data(config, token_ids, size, extras(known))
+        sized = saved or {"sizes": {"vocab_size": size}}  # held-out ids must lie below it
+        held_out = {name: read_tokens(data, path, sized)[0] for name, path in held_out_files(data)}
+        return language_data(config, token_ids, size, extras(known), held_out)
     if data.csv is not None:
         return csv_data(config, saved)
     return task_data(config)
 
 
-def language_data(config: RunConfig, ids: Any, vocab_size: int, extra: dict[str, Any]) -> RunData:
-    """Next-token streams over ``ids: (N,)``, the end held out for validation."""
-    train_ids, validation_ids = split(ids, config.data.validation_fraction)
-    batch_size = config.data.batch_size
-    steps = config.train.batch_steps(max((len(train_ids) - 1) // batch_size, 1))
-    train = Streams.language_model(train_ids, batch_size, steps)
-    validation = evaluation_streams(validation_ids[:-1], validation_ids[1:], batch_size)
-    return RunData(train, validation, {"vocab_size": vocab_size}, extra)
+def held_out_files(data: DataConfig) -> list[tuple[str, str]]:
+    """``(part, path)`` of the validation and test files given (text and tokens)."""
+    files = (("validation", data.validation_file), ("test", data.test_file))
+    return [(name, path) for name, path in files if path is not None]
+
+
+def language_data(
+    config: RunConfig,
+    ids: Any,
+    vocab_size: int,
+    extra: dict[str, Any],
+    held_out: dict[str, Any] | None = None,
+) -> RunData:
+    """Next-token streams over ``ids: (N,)``: validation (and test) from ``held_out``
+    files' ids where given, else cut in time from the end (test last); the vocabulary
+    is the caller's, from the training file."""
+    data, held_out = config.data, held_out or {}
+    if "test" not in held_out and data.test_fraction > 0:
+        ids, held_out["test"] = split(ids, data.test_fraction)
+    if "validation" not in held_out:
+        fraction = data.validation_fraction / (1.0 - data.test_fraction)
+        ids, held_out["validation"] = split(ids, fraction)
+    batch_size = data.batch_size
+    steps = config.train.batch_steps(max((len(ids) - 1) // batch_size, 1))
+    train = Streams.language_model(ids, batch_size, steps)
+    for name, part in held_out.items():
+        if len(part) < 2:
+            where = dict(held_out_files(data)).get(name, f"the {name} part")
+            raise TBPTTError(f"{where}: holds fewer than 2 tokens; give a longer {name} set")
+    streams = {
+        name: evaluation_streams(part[:-1], part[1:], batch_size) for name, part in held_out.items()
+    }
+    sizes = {"vocab_size": vocab_size}
+    return RunData(train, streams["validation"], sizes, extra, test=streams.get("test"))
 
 
 def read_tokens(
