@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,7 @@ from tbptt.data import Normalizer, Streams, read_csv, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
 from tbptt.errors import TBPTTError
-from tbptt.files import atomic_write, file_error
+from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
 from tbptt.training.trainer import TrainConfig, Trainer
@@ -94,8 +96,9 @@ def resolved(config: RunConfig) -> RunConfig:
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to write into an existing run directory unless ``overwrite``, and never
-    delete a folder that is not a run directory."""
-    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+    delete a folder that is not a run directory. A folder that holds only what a
+    start-up cut short left (a lock, temporary files) counts as empty."""
+    if not run_dir.exists() or (run_dir.is_dir() and only_leftovers(run_dir)):
         return
     if not run_dir.is_dir():
         raise file_error(run_dir, "", "is a file, not a run directory", "choose another --run-dir")
@@ -110,6 +113,56 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     if not (run_dir / "config.json").exists():
         problem = "holds files but no config.json, so it is not a run to overwrite"
         raise file_error(run_dir, "", problem, "choose another --run-dir")
+
+
+def only_leftovers(folder: Path) -> bool:
+    """Whether ``folder`` holds no file but a lock and temporary files, in any subfolder."""
+    return all(
+        path.is_dir() or path.name == LOCK or TEMPORARY.fullmatch(path.name)
+        for path in folder.rglob("*")
+    )
+
+
+@contextmanager
+def held(lock: FolderLock, check: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold ``lock`` for the block: rank 0 takes it and runs ``check`` under it, the
+    other ranks wait for the outcome, and all raise rank 0's error if it failed."""
+    error = None
+    if distributed.is_main():
+        try:
+            lock.acquire()
+            check()
+        except TBPTTError as caught:
+            lock.release()
+            error = caught
+    if distributed.any_rank(error is not None):
+        raise error or TBPTTError(f"{lock.path.parent}: rank 0 could not lock the run directory")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def locked_run(run_dir: Path, overwrite: bool) -> Iterator[None]:
+    """A new run's directory made and locked; under the lock it is checked again (a
+    run may have finished into it meanwhile) and emptied (a replaced run, leftovers)."""
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with held(FolderLock(run_dir), lambda: check_run_dir(run_dir, overwrite)):
+        if distributed.is_main():
+            empty(run_dir)
+        distributed.barrier()
+        yield
+
+
+def empty(folder: Path) -> None:
+    """Delete what ``folder`` holds, except its lock."""
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != LOCK:
+            path.unlink()
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
@@ -155,20 +208,18 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
         model = build_model(config.model, run.sizes)
         existed = run_dir.is_dir()
         distributed.barrier()  # every rank has checked the run directory before it changes
-        if distributed.is_main():
-            if overwrite and existed:
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(run_dir, config)
-        distributed.barrier()
-        try:
-            return fit(make_trainer(config, run, model, output), config, run, output)
-        except BaseException:
-            if distributed.is_main() and not (run_dir / "checkpoints" / "latest.pt").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)
-                if existed:
-                    run_dir.mkdir()
-            raise
+        with locked_run(run_dir, overwrite):
+            try:
+                if distributed.is_main():
+                    write_config(run_dir, config)
+                return fit(make_trainer(config, run, model, output), config, run, output)
+            except BaseException:
+                if distributed.is_main() and not (run_dir / "checkpoints" / "latest.pt").exists():
+                    if existed:
+                        empty(run_dir)  # its lock goes on release
+                    else:
+                        shutil.rmtree(run_dir)
+                raise
 
 
 def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -203,12 +254,13 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     )
     check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
-    trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
-    trainer.resume(path)
-    distributed.barrier()  # every rank has read the config before rank 0 rewrites it
-    if distributed.is_main():
-        write_config(Path(run_dir), config)
-    return fit(trainer, config, run, output)
+    with held(FolderLock(run_dir)):
+        trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
+        trainer.resume(path)
+        distributed.barrier()  # every rank has read the config before rank 0 rewrites it
+        if distributed.is_main():
+            write_config(Path(run_dir), config)
+        return fit(trainer, config, run, output)
 
 
 def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainConfig) -> None:
