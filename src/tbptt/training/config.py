@@ -74,6 +74,10 @@ class TrainConfig:
     """Multiplies the learning rate at each rollback (between 0 and 1)."""
     max_rollbacks: int = 3
     """Rollbacks after which a run that still diverges stops with an error."""
+    blowup: float | None = 3.0
+    """An update whose loss is above this multiple of the run's first update's loss
+    has diverged, though finite (char-rnn stops at 3x): it is skipped like a
+    non-finite one (unset: only a non-finite loss has)."""
     schedule: str = "constant"
     """Learning-rate schedule: constant, or cosine decay to zero over the run."""
     eval_every: int = 0
@@ -127,6 +131,8 @@ class TrainConfig:
             raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
             raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
+        if self.blowup is not None and not 1 < self.blowup < math.inf:
+            raise TBPTTError(f"blowup must be finite and > 1, or unset, got {self.blowup}")
         if not 0 < self.rollback_lr_factor < 1:
             raise TBPTTError(
                 f"rollback_lr_factor must lie strictly between 0 and 1, "

@@ -112,8 +112,13 @@ class Trainer(Resumable):
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self.rollbacks, self.skips_in_row = 0, 0
+        self.first_loss: float | None = None
+        """The first update's loss, which ``config.blowup`` multiplies."""
         self._good: bytes | None = None
-        """The last checkpoint's bytes (or the start's): where a rollback returns."""
+        """The last known-good checkpoint's bytes (or the start's): where a rollback
+        returns. A checkpoint is known good once an update from it succeeded."""
+        self._candidate: bytes | None = None
+        """The latest checkpoint, until an update from it succeeds."""
         self._loss_sum, self._loss_count = 0.0, 0
         self._started = self._last_record = time.perf_counter()
         self._evaluated_at = -1
@@ -149,8 +154,9 @@ class Trainer(Resumable):
         ``TBPTTError``, its model back at the last good checkpoint.
         """
         result: dict[str, float] = {}
-        if self._good is None:
-            self._good = checkpoints.dumps(self.state_dict())
+        if self._good is None and self._candidate is None:  # the start is good if finite
+            self.save("latest", to_disk=False)
+            self._good, self._candidate = self._candidate, None
         try:
             with StopSignals() as stop:
                 while self.epoch < self.config.epochs and not self._done():
@@ -202,16 +208,19 @@ class Trainer(Resumable):
             self.precision.backward(loss)
             distributed.sum_gradients(self.model.parameters())
             self.precision.unscale(self.optimizer)
-            norm = self._clip()
-            if not (math.isfinite(norm) and torch.isfinite(mean)):  # a CPU-GPU sync
+            norm, value = self._clip(), float(mean)  # a CPU-GPU sync
+            if not (math.isfinite(norm) and math.isfinite(value)) or self._blown_up(value):
                 self.precision.skip()
                 self._skip()
                 continue
             self.skips_in_row = 0
+            self.first_loss = value if self.first_loss is None else self.first_loss
+            if self._candidate is not None:  # an update from it succeeded: it is good
+                self._good, self._candidate = self._candidate, None
             self._step(window.lr_scale)
             self.scheduler.step()
             self.window += 1
-            self._loss_sum += float(mean) * int(count)
+            self._loss_sum += value * int(count)
             self._loss_count += int(count)
 
     def _step(self, lr_scale: float) -> None:
@@ -224,32 +233,58 @@ class Trainer(Resumable):
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
 
+    def _blown_up(self, loss: float) -> bool:
+        """Whether ``loss`` is above ``blowup`` times the first update's loss."""
+        blowup, first = self.config.blowup, self.first_loss
+        return blowup is not None and first is not None and loss > blowup * max(first, 0.0)
+
     def _skip(self) -> None:
         """Count a skipped update; restart the streams if the state they carry is not
         finite (it would poison every later window, as NaN inputs do)."""
         self.skipped += 1
         self.skips_in_row += 1
-        logger.warning("skipped update %d: non-finite loss or gradient", self.window + 1)
+        logger.warning(
+            "skipped update %d: non-finite or blown-up loss or gradient", self.window + 1
+        )
         if not is_finite(self.runner.state):
             self.runner.reset()
             logger.warning("restarted the streams: their state was not finite")
 
     def _roll_back(self) -> None:
-        """Return to the last checkpoint (or the start) with the learning rate times
-        ``rollback_lr_factor``, keeping the counts of skips and rollbacks; after
-        ``max_rollbacks`` rollbacks, return there and raise ``TBPTTError``."""
+        """Return to the last known-good checkpoint (or the start) with the learning
+        rate times ``rollback_lr_factor``, keeping the counts of skips and rollbacks;
+        after ``max_rollbacks`` rollbacks, return there, save it as the latest
+        checkpoint and raise ``TBPTTError``."""
         skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
-        failed_lr, config = self.optimizer.param_groups[0]["lr"], self.config
-        assert self._good is not None
+        failed_lr, config, first_loss = (
+            self.optimizer.param_groups[0]["lr"],
+            self.config,
+            self.first_loss,
+        )
+        if self._good is None:
+            raise diverged(config.max_skips, failed_at, self.rollbacks, failed_lr, kept=None)
         self.load_state_dict(checkpoints.loads(self._good, self.device))
+        self._candidate = None
         saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
-        self.rollbacks = min(rollbacks, config.max_rollbacks)
-        if rollbacks > config.max_rollbacks:
-            raise diverged(config.max_skips, failed_at, config.max_rollbacks, failed_lr)
-        ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
-        lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
+        self.rollbacks, self.first_loss = min(rollbacks, config.max_rollbacks), first_loss
         self._loss_sum, self._loss_count = 0.0, 0
         self.log.truncate(self.window)
+        if rollbacks > config.max_rollbacks:
+            self.save("latest")  # the good one: what the error says is kept
+            kept = (
+                "the model"
+                if self.run_dir is None
+                else str(self.run_dir / "checkpoints" / "latest.pt")
+            )
+            raise diverged(
+                config.max_skips,
+                failed_at,
+                config.max_rollbacks,
+                failed_lr,
+                kept=(kept, self.window),
+            )
+        ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
+        lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
         logger.warning("rolled back from update %d to %d, lr %.3g", failed_at, self.window, lr)
         self.log.record(
             {
