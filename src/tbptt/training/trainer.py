@@ -113,7 +113,8 @@ class Trainer(Resumable):
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self.rollbacks, self.skips_in_row = 0, 0
         self.first_loss: float | None = None
-        """The first update's loss, which ``config.blowup`` multiplies."""
+        """The first update's loss (of a window with unmasked steps, above zero), which
+        ``config.blowup`` multiplies."""
         self._good: bytes | None = None
         """The last known-good checkpoint's bytes (or the start's): where a rollback
         returns. A checkpoint is known good once an update from it succeeded."""
@@ -214,7 +215,8 @@ class Trainer(Resumable):
                 self._skip()
                 continue
             self.skips_in_row = 0
-            self.first_loss = value if self.first_loss is None else self.first_loss
+            if self.first_loss is None and int(count) and value > 0:  # not a masked window
+                self.first_loss = value
             if self._candidate is not None:  # an update from it succeeded: it is good
                 self._good, self._candidate = self._candidate, None
             self._step(window.lr_scale)
@@ -236,7 +238,7 @@ class Trainer(Resumable):
     def _blown_up(self, loss: float) -> bool:
         """Whether ``loss`` is above ``blowup`` times the first update's loss."""
         blowup, first = self.config.blowup, self.first_loss
-        return blowup is not None and first is not None and loss > blowup * max(first, 0.0)
+        return blowup is not None and first is not None and loss > blowup * first
 
     def _skip(self) -> None:
         """Count a skipped update; restart the streams if the state they carry is not
