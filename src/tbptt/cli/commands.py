@@ -156,6 +156,16 @@ def locked_run(run_dir: Path, overwrite: bool) -> Iterator[None]:
         yield
 
 
+def made_progress(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` saved a checkpoint after some update (one at
+    update 0, or a diverged run's return to its start, is no progress to keep)."""
+    latest = run_dir / "checkpoints" / "latest.pt"
+    try:
+        return latest.exists() and checkpoints.load(latest)["position"]["window"] > 0
+    except (TBPTTError, KeyError, TypeError):
+        return False
+
+
 def empty(folder: Path) -> None:
     """Delete what ``folder`` holds, except its lock."""
     for path in folder.iterdir():
@@ -214,7 +224,7 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
                     write_config(run_dir, config)
                 return fit(make_trainer(config, run, model, output), config, run, output)
             except BaseException:
-                if distributed.is_main() and not (run_dir / "checkpoints" / "latest.pt").exists():
+                if distributed.is_main() and not made_progress(run_dir):
                     if existed:
                         empty(run_dir)  # its lock goes on release
                     else:
