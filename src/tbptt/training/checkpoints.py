@@ -57,7 +57,7 @@ def checksum(payload: Any) -> str:
         if isinstance(value, torch.Tensor):
             flat = value.detach().cpu().contiguous().reshape(-1)
             digest.update(f"tensor {flat.dtype} {tuple(value.shape)}:".encode())
-            digest.update(memoryview(flat.view(torch.uint8).numpy()))
+            digest.update(flat.view(torch.uint8).numpy().tobytes())  # a copy, one tensor at a time
         elif isinstance(value, dict):
             digest.update(f"dict {len(value)}:".encode())
             for key in sorted(value, key=repr):
