@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -49,7 +51,7 @@ from tbptt.cli.rundata import (
 from tbptt.data import Normalizer, Streams, read_csv, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
-from tbptt.errors import TBPTTError
+from tbptt.errors import Stopped, TBPTTError
 from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
@@ -123,10 +125,10 @@ def only_leftovers(folder: Path) -> bool:
     )
 
 
-@contextmanager
-def held(lock: FolderLock, check: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """Hold ``lock`` for the block: rank 0 takes it and runs ``check`` under it, the
-    other ranks wait for the outcome, and all raise rank 0's error if it failed."""
+def take(lock: FolderLock, check: Callable[[], None] = lambda: None) -> None:
+    """Take ``lock``: rank 0 takes it and runs ``check`` under it, the other ranks
+    wait for the outcome, and all raise rank 0's error if it failed (then no rank
+    holds it)."""
     error = None
     if distributed.is_main():
         try:
@@ -137,23 +139,61 @@ def held(lock: FolderLock, check: Callable[[], None] = lambda: None) -> Iterator
             error = caught
     if distributed.any_rank(error is not None):
         raise error or TBPTTError(f"{lock.path.parent}: rank 0 could not lock the run directory")
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @contextmanager
-def locked_run(run_dir: Path, overwrite: bool) -> Iterator[None]:
-    """A new run's directory made and locked; under the lock it is checked again (a
-    run may have finished into it meanwhile) and emptied (a replaced run, leftovers)."""
-    if distributed.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with held(FolderLock(run_dir), lambda: check_run_dir(run_dir, overwrite)):
+def held_back_stops() -> Iterator[list[signal.Signals]]:
+    """Within the block, SIGINT and SIGTERM are only noted in the list it gives (in the
+    main thread; elsewhere signals stay as they are)."""
+    noted: list[signal.Signals] = []
+
+    def note(number: int, frame: FrameType | None) -> None:
+        noted.append(signal.Signals(number))
+
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with suppress(ValueError):
+            previous[number] = signal.signal(number, note)
+    try:
+        yield noted
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def claimed(run_dir: Path, overwrite: bool) -> Iterator[None]:
+    """A new run's directory, made, locked, checked again under the lock (a run may
+    have finished into it meanwhile) and emptied (a replaced run, leftovers), for the
+    block. SIGINT and SIGTERM are held back while it is claimed, so a stop comes where
+    it is cleaned up: if the block fails with no checkpoint after update 0 (or is stopped
+    with none at all), what it wrote goes, and a stop raises :class:`Stopped`."""
+    existed, lock = run_dir.is_dir(), FolderLock(run_dir)
+    with held_back_stops() as stops:
+        if distributed.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+        take(lock, lambda: check_run_dir(run_dir, overwrite))
+    latest = run_dir / "checkpoints" / "latest.pt"
+    try:
+        if stops:  # one came while the directory was claimed: it stops the run here
+            raise KeyboardInterrupt(stops[0].name)
         if distributed.is_main():
             empty(run_dir)
         distributed.barrier()
         yield
+    except BaseException as error:
+        stopped = isinstance(error, KeyboardInterrupt)
+        keep = latest.exists() if stopped else made_progress(run_dir)
+        if distributed.is_main() and not keep:
+            if existed:
+                empty(run_dir)  # its lock goes on release
+            else:
+                shutil.rmtree(run_dir)
+        if stopped:
+            raise Stopped(run_dir, latest.exists()) from error
+        raise
+    finally:
+        lock.release()
 
 
 def made_progress(run_dir: Path) -> bool:
@@ -204,32 +244,41 @@ def make_trainer(
 
 def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     """``tbptt train``: a new run. Nothing is written until the data, the model and
-    the device are checked, and an existing run directory only with ``overwrite``. A
-    run that fails before its first checkpoint leaves nothing behind. Under torchrun
+    the device are checked, and an existing run directory only with ``overwrite``.
+    The run's start is saved as its first checkpoint before anything else, so a stop
+    at any moment (SIGINT, SIGTERM: :class:`Stopped`; SIGKILL) leaves nothing or a run
+    ``--resume`` continues; a run that fails with no checkpoint after update 0 leaves
+    nothing behind. Under torchrun
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
     config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
+    try:
+        return start(config, run_dir, overwrite, output)
+    except Stopped:
+        raise
+    except KeyboardInterrupt as error:  # before anything was written
+        raise Stopped(run_dir, False) from error
+
+
+def start(config: RunConfig, run_dir: Path, overwrite: bool, output: Output) -> int:
+    """Check, build, lock, save the start and train (see :func:`train`)."""
     with distributed.launched():
         check_run_dir(run_dir, overwrite)
         device_of(config.train.device)
         run = build_data(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, run.sizes)
-        existed = run_dir.is_dir()
         distributed.barrier()  # every rank has checked the run directory before it changes
-        with locked_run(run_dir, overwrite):
-            try:
+        try:
+            with claimed(run_dir, overwrite):
+                trainer = make_trainer(config, run, model, output)
+                trainer.save("latest")  # from here on a stop leaves a run --resume continues
                 if distributed.is_main():
                     write_config(run_dir, config)
-                return fit(make_trainer(config, run, model, output), config, run, output)
-            except BaseException:
-                if distributed.is_main() and not made_progress(run_dir):
-                    if existed:
-                        empty(run_dir)  # its lock goes on release
-                    else:
-                        shutil.rmtree(run_dir)
-                raise
+                return fit(trainer, config, run, output)
+        except OSError as error:  # a full disk, a folder gone or read-only (cleaned up)
+            raise write_error(error, run_dir) from error
 
 
 def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -249,7 +298,12 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
     if not Path(run_dir).is_dir():
         raise file_error(run_dir, "", "is not a run directory", "give the --run-dir of a run")
     with distributed.launched():
-        return resume_from(run_dir, options, output)
+        try:
+            return resume_from(run_dir, options, output)
+        except Stopped:
+            raise
+        except KeyboardInterrupt as error:  # its latest checkpoint is as it was
+            raise Stopped(run_dir, True) from error
 
 
 def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -264,13 +318,19 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     )
     check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
-    with held(FolderLock(run_dir)):
+    lock = FolderLock(run_dir)
+    try:
+        take(lock)
         trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
         trainer.resume(path)
         distributed.barrier()  # every rank has read the config before rank 0 rewrites it
         if distributed.is_main():
             write_config(Path(run_dir), config)
         return fit(trainer, config, run, output)
+    except OSError as error:  # a full disk, a folder gone or read-only
+        raise write_error(error, Path(run_dir)) from error
+    finally:
+        lock.release()
 
 
 def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainConfig) -> None:
@@ -305,14 +365,12 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
     output.start(total, trainer.window)
-    try:
-        result = trainer.fit()
-    except OSError as error:  # a full disk, a folder gone or read-only
-        raise write_error(error, Path(str(config.run_dir))) from error
+    result = trainer.fit()
     interrupted = result.pop("interrupted", 0.0)
-    if run.task_validation is not None and config.data.task is not None:
-        result.update(task_metric(trainer.model, config.data.task, run.task_validation))
-    output.finish({"run_dir": config.run_dir, **result})
+    with held_back_stops():  # the run is saved: only its report is left
+        if run.task_validation is not None and config.data.task is not None:
+            result.update(task_metric(trainer.model, config.data.task, run.task_validation))
+        output.finish({"run_dir": config.run_dir, **result})
     if interrupted:
         output.note(f"stopped early; continue with: tbptt train --resume {config.run_dir}")
         return 130
@@ -321,7 +379,8 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
 
 def write_error(error: OSError, run_dir: Path) -> TBPTTError:
     """The error for a run that could not write its files, and how to go on."""
-    problem = f"writing the run failed ({error.strerror or error})"
+    where = f" writing {error.filename}" if error.filename else ""
+    problem = f"writing the run failed ({error.strerror or error}{where})"
     fix = "free some disk space (or fix the folder's permissions)"
     if (run_dir / "checkpoints" / "latest.pt").exists():
         fix += f", then continue from the last complete checkpoint: tbptt train --resume {run_dir}"

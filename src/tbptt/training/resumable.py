@@ -55,6 +55,8 @@ class Resumable:
     first_loss: float | None
     _good: bytes | None
     _candidate: bytes | None
+    _loss_sum: float
+    _loss_count: int
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact continuation needs, as tensors and plain values."""
@@ -81,6 +83,8 @@ class Resumable:
                 "rollbacks": self.rollbacks,
                 "skips_in_row": self.skips_in_row,
                 "first_loss": self.first_loss,
+                "loss_sum": self._loss_sum,
+                "loss_count": self._loss_count,
             },
             "rng": rng,
             "config": asdict(self.config),
@@ -112,6 +116,8 @@ class Resumable:
         self.rollbacks = progress.get("rollbacks", 0)
         self.skips_in_row = progress.get("skips_in_row", 0)
         self.first_loss = progress.get("first_loss")
+        self._loss_sum = progress.get("loss_sum", 0.0)  # the windows since the last record
+        self._loss_count = progress.get("loss_count", 0)
         torch.set_rng_state(own["rng"]["torch"])
         if "cuda" in own["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(own["rng"]["cuda"])

@@ -147,7 +147,9 @@ class Trainer(Resumable):
 
     def fit(self) -> dict[str, float]:
         """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
-        arrives (then the current batch finishes and a checkpoint is written).
+        arrives (then the current batch finishes and a checkpoint is written). A new
+        run first saves its start as ``checkpoints/latest.pt``, so a kill at any
+        moment leaves a run that resumes.
 
         Returns the last evaluation's metrics (the last training loss without
         validation streams), with ``interrupted`` 1.0 if a signal stopped the run.
@@ -155,8 +157,9 @@ class Trainer(Resumable):
         ``TBPTTError``, its model back at the last good checkpoint.
         """
         result: dict[str, float] = {}
-        if self._good is None and self._candidate is None:  # the start is good if finite
-            self.save("latest", to_disk=False)
+        if self._good is None:  # the start of a fit is good if its parameters are finite
+            if self._candidate is None:  # a new run's start is its first checkpoint on disk
+                self.save("latest", to_disk=self.window == 0)
             self._good, self._candidate = self._candidate, None
         try:
             with StopSignals() as stop:
@@ -178,13 +181,15 @@ class Trainer(Resumable):
                             result = self._evaluate_and_keep_best() or result
                     if stop.requested:
                         break
-                if not stop.requested and self._evaluated_at != self.window:
+                finished = self.epoch >= self.config.epochs or self._done()
+                if finished and self._evaluated_at != self.window:
                     result = self._evaluate_and_keep_best() or result  # the final model's metrics
                 self.save("latest")
+                self.log.close()
+                self.log.finish()  # a stop from here on does not cut the files short
         finally:
             self.log.close()  # also when the run fails: no writer thread left behind
-        self.log.finish()
-        return {**(result or self._last_train_record()), "interrupted": float(stop.requested)}
+        return {**(result or self._last_train_record()), "interrupted": float(not finished)}
 
     def _done(self) -> bool:
         out_of_windows = (
@@ -269,7 +274,6 @@ class Trainer(Resumable):
         self._candidate = None
         saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
         self.rollbacks, self.first_loss = min(rollbacks, config.max_rollbacks), first_loss
-        self._loss_sum, self._loss_count = 0.0, 0
         self.log.truncate(self.window)
         if rollbacks > config.max_rollbacks:
             self.save("latest")  # the good one: what the error says is kept
