@@ -344,6 +344,30 @@ CASES = {
         ["generate", "runs/text", "--length", "-3"],
         ("length must be >= 0, got -3",),
     ),
+    "seed of 2**64": (
+        ["train", "--text", "corpus.txt", *NEW, "--seed", str(2**64)],
+        ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "generate with a seed of 2**64": (
+        ["generate", "runs/text", "--seed", str(2**64)],
+        ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "generate at a temperature too low to compute": (
+        ["generate", "runs/text", "--temperature", "1e-300"],
+        ("temperature must be finite and 0", "logits / temperature overflow"),
+    ),
+    "learning rate that overflows a float32 step": (
+        ["train", "--text", "corpus.txt", *NEW, "--lr", "1e38"],
+        ("lr must be finite and > 0 and at most 1e+30",),
+    ),
+    "demo on a device that does not exist": (
+        ["demo", "--device", "tpu"],
+        ("device 'tpu' is not a device name",),
+    ),
+    "demo on CUDA without a GPU": (
+        ["demo", "--device", "cuda:7"],
+        ("device 'cuda:7'",),
+    ),
     "generate at infinite temperature": (
         ["generate", "runs/text", "--temperature", "inf"],
         ("temperature must be finite",),

@@ -32,10 +32,11 @@ import tbptt
 from tbptt.cli.rundata import task_streams
 from tbptt.data import tasks
 from tbptt.data.streams import Batch
-from tbptt.devices import machine
+from tbptt.devices import device_of, machine
 from tbptt.engine.memory import SavedTensors
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
+from tbptt.training.config import check_seed
 
 TRUNCATIONS: tuple[tuple[int | None, int | None], ...] = (
     (5, 5),
@@ -87,6 +88,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.sequences % BATCH_SIZE:
         parser.error(f"--sequences must be a multiple of {BATCH_SIZE}, got {args.sequences}")
+    device_of(args.device)  # a device this machine has, before anything runs
+    check_seed("--seed", args.seed)
     return args
 
 

@@ -33,7 +33,7 @@ from tbptt.devices import parse_device
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
 from tbptt.models.recurrent import CELLS
-from tbptt.training.config import TrainConfig
+from tbptt.training.config import TrainConfig, check_seed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,7 +131,8 @@ class DataConfig:
             raise TBPTTError("vocabulary is for a token file (--tokens); drop it")
         one_of("level", self.level, LEVELS)
         one_of("dtype", self.dtype, RAW_DTYPES)
-        at_least(0, horizon=self.horizon, seed=self.seed)
+        at_least(0, horizon=self.horizon)
+        check_seed("seed", self.seed)
         at_least(1, min_count=self.min_count, length=self.length, batch_size=self.batch_size)
         at_least(1, num_sequences=self.num_sequences)
         for name in ("inputs", "targets"):
@@ -173,7 +174,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         at_least(1, batch_size=self.batch_size)
-        at_least(0, seed=self.seed)
+        if self.seed is not None:
+            check_seed("seed", self.seed)
         parse_device(self.device)
 
 
@@ -199,10 +201,18 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         at_least(0, length=self.length)
         at_least(1, top_k=self.top_k)
-        if not 0 <= self.temperature < math.inf:
-            raise TBPTTError(f"temperature must be finite and >= 0, got {self.temperature}")
+        check_seed("seed", self.seed)
+        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < math.inf):
+            raise TBPTTError(
+                f"temperature must be finite and 0 (always the likeliest token) or at least "
+                f"{MIN_TEMPERATURE:g}, got {self.temperature}: below that, logits / temperature "
+                "overflow"
+            )
         parse_device(self.device)
 
+
+MIN_TEMPERATURE = 1e-3
+"""The lowest sampling temperature but 0: logits of 1e35 and more overflow below it."""
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 """The sections of a config file, by name."""

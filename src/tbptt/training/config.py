@@ -24,6 +24,16 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 SCHEDULES = ("constant", "cosine")
 RANDOM_BATCH_WINDOWS = 8
 """Windows of mean length per training batch under randomised truncation."""
+MAX_SEED = 2**63 - 1
+"""The largest seed: torch's and numpy's generators take it (and a rank added to it)."""
+MAX_LR = 1e30
+"""Above this, a float32 optimizer step overflows (Adam divides lr by 1 - 0.9)."""
+
+
+def check_seed(name: str, seed: object) -> None:
+    """Refuse a seed that is not an integer in [0, MAX_SEED]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise TBPTTError(f"{name} must be an integer from 0 to 2**63 - 1, got {seed!r}")
 
 
 @dataclass
@@ -125,8 +135,9 @@ class TrainConfig:
                 raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
         if self.eval_every < 0 or self.max_rollbacks < 0:
             raise TBPTTError("eval_every and max_rollbacks must be >= 0")
-        if not 0 < self.lr < math.inf:
-            raise TBPTTError(f"lr must be finite and > 0, got {self.lr}")
+        check_seed("seed", self.seed)
+        if not 0 < self.lr <= MAX_LR:
+            raise TBPTTError(f"lr must be finite and > 0 and at most {MAX_LR:g}, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
