@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import fcntl
 import os
 import re
 import uuid
@@ -16,6 +17,8 @@ from tbptt.errors import TBPTTError
 TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
 """The name of an :func:`atomic_write` temporary file."""
 UTF8_FIX = "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 in.txt > out.txt)"
+LOCK = ".lock"
+"""The file in a run directory that :class:`FolderLock` locks."""
 
 
 def file_error(path: str | os.PathLike[str], where: str, problem: str, fix: str) -> TBPTTError:
@@ -114,3 +117,60 @@ def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         with suppress(FileNotFoundError):
             path.unlink()
     return stale
+
+
+class FolderLock:
+    """An exclusive lock on a folder, so one process at a time writes it.
+
+    The OS lock (``flock``) on ``folder/.lock``, which holds the holder's PID for the
+    message a second writer gets. The OS releases it when the process dies, however
+    it dies, so a killed run never blocks its own resume; a clean release also
+    removes the file. Use as a context manager, or :meth:`acquire` and :meth:`release`.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder) / LOCK
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise ``TBPTTError`` naming the process that holds it."""
+        while self._descriptor is None:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(descriptor, 32).decode(errors="replace").strip()
+                os.close(descriptor)
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise file_error(
+                    self.path.parent,
+                    "",
+                    f"{who} is writing this run (it holds {self.path.name})",
+                    "wait for it to finish or stop it, or choose another --run-dir",
+                ) from None
+            try:  # a holder's release removes the file: lock the one that is there now
+                same = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(descriptor)
+                continue
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+            self._descriptor = descriptor
+
+    def release(self) -> None:
+        """Remove the lock file and let the lock go (nothing if not held)."""
+        if self._descriptor is None:
+            return
+        with suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still held: no one can lock the old file after
+        os.close(self._descriptor)
+        self._descriptor = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -75,11 +75,19 @@ def write_files(root: Path) -> None:
     (root / "latin1.toml").write_bytes("# é\n".encode("latin-1"))
 
 
+def flip_a_bit(data: bytes, payload: dict) -> bytes:
+    """``data`` with one bit flipped inside the bytes of the model's first tensor."""
+    tensor = next(iter(payload["model"].values()))
+    at = data.index(tensor.numpy().tobytes())
+    return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
+
+
 def write_checkpoints(root: Path) -> None:
     """Checkpoints that are damaged, malicious, foreign, or of another model."""
     good = root / "runs" / "text" / "checkpoints" / "latest.pt"
     (root / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     torch.save({"format": "tbptt-checkpoint", "version": 1, "x": Exploit()}, root / "evil.pt")
+    (root / "flipped.pt").write_bytes(flip_a_bit(good.read_bytes(), checkpoints.load(good)))
     torch.save({"weight": torch.zeros(2)}, root / "foreign.pt")
     payload = checkpoints.load(good)
     checkpoints.save(root / "future.pt", {**payload, "version": 99})
@@ -319,6 +327,10 @@ CASES = {
     "folder that is no run as a checkpoint": (["eval", "notrun"], ("not a run directory",)),
     "text file as a checkpoint": (["eval", "corpus.txt"], ("not a PyTorch file",)),
     "truncated checkpoint": (["eval", "truncated.pt"], ("damaged or truncated", "best.pt")),
+    "checkpoint with a flipped bit": (
+        ["eval", "flipped.pt"],
+        ("is damaged: its contents do not match the checksum", "best.pt or an earlier"),
+    ),
     "checkpoint that runs code": (
         ["generate", "evil.pt"],
         ("safe loading refuses", "could run code"),
@@ -343,6 +355,30 @@ CASES = {
     "generate a negative length": (
         ["generate", "runs/text", "--length", "-3"],
         ("length must be >= 0, got -3",),
+    ),
+    "seed of 2**64": (
+        ["train", "--text", "corpus.txt", *NEW, "--seed", str(2**64)],
+        ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "generate with a seed of 2**64": (
+        ["generate", "runs/text", "--seed", str(2**64)],
+        ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "generate at a temperature too low to compute": (
+        ["generate", "runs/text", "--temperature", "1e-300"],
+        ("temperature must be finite and 0", "logits / temperature overflow"),
+    ),
+    "learning rate that overflows a float32 step": (
+        ["train", "--text", "corpus.txt", *NEW, "--lr", "1e38"],
+        ("lr must be finite and > 0 and at most 1e+30",),
+    ),
+    "demo on a device that does not exist": (
+        ["demo", "--device", "tpu"],
+        ("device 'tpu' is not a device name",),
+    ),
+    "demo on CUDA without a GPU": (
+        ["demo", "--device", "cuda:7"],
+        ("device 'cuda:7'",),
     ),
     "generate at infinite temperature": (
         ["generate", "runs/text", "--temperature", "inf"],

@@ -290,3 +290,52 @@ def test_a_state_given_to_the_runner_receives_no_gradient_through_backward():
         for window in runner.windows(inputs, targets):
             window.loss.backward()  # a second backward through `produced` would raise
     assert given.grad is None
+
+
+class TimeMajorStateRNN(torch.nn.Module):
+    """Wraps nn.RNN and returns its state as it comes, (num_layers, B, H): not
+    batch-first, as tbptt needs."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(INPUT, HIDDEN)
+        self.head = torch.nn.Linear(HIDDEN, OUTPUT)
+
+    def forward(self, inputs, state=None):
+        hidden, state = self.rnn(inputs, state)
+        return self.head(hidden), state
+
+
+class BareOutputs(torch.nn.Module):
+    """Returns only its outputs, no state."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(INPUT, OUTPUT)
+
+    def forward(self, inputs, state=None):
+        return self.linear(inputs)
+
+
+def test_a_model_whose_state_is_not_batch_first_is_refused_on_the_first_chunk():
+    torch.manual_seed(0)
+    model = TimeMajorStateRNN()
+    inputs, targets = torch.randn(6, 4, INPUT), torch.randn(6, 4, OUTPUT)
+    resets = torch.zeros(6, 4, dtype=torch.bool)
+    resets[2, 1] = True  # a reset inside the first window
+    runner = tbptt.Runner(model, losses.mse, 3)
+    with pytest.raises(tbptt.TBPTTError, match=r"shape \(1, 4, 4\) does not match batch size 4"):
+        next(runner.windows(inputs, targets, resets=resets))
+
+
+def test_a_model_that_returns_no_state_is_refused():
+    inputs, targets = torch.randn(6, 2, INPUT), torch.randn(6, 2, OUTPUT)
+    with pytest.raises(tbptt.TBPTTError, match=r"returned Tensor; .* returns \(outputs, state\)"):
+        tbptt.gradients(BareOutputs(), inputs, targets, losses.mse, 3)
+
+
+@pytest.mark.parametrize("convert", [lambda x: x.numpy(), lambda x: x.tolist()])
+def test_inputs_that_are_not_tensors_are_refused(convert):
+    inputs, targets, _, _ = make_data(6, 2)
+    with pytest.raises(tbptt.TBPTTError, match="inputs must be a torch.Tensor"):
+        tbptt.gradients(make_model("elman"), convert(inputs), targets, losses.mse, 3)

@@ -122,6 +122,7 @@ def test_a_run_that_cannot_recover_stops_with_a_clear_error(tmp_path):
         trainer.fit()
     message = str(error.value)
     assert "\n" not in message and "3 rollbacks" in message and "lower --lr" in message
+    assert "latest.pt is the last good checkpoint, at update 4" in message
     assert trainer.rollbacks == 3 and len(records(tmp_path, "rollback")) == 3
     lrs = [r["lr"] for r in records(tmp_path, "rollback")]
     assert lrs == pytest.approx([5e-3, 2.5e-3, 1.25e-3])
@@ -131,9 +132,70 @@ def test_a_run_that_cannot_recover_stops_with_a_clear_error(tmp_path):
         assert torch.equal(trainer.model.state_dict()[name], value), name
 
 
+def test_a_checkpoint_no_update_succeeded_from_is_not_returned_to(tmp_path):
+    trainer = token_trainer(tmp_path, max_windows=12, checkpoint_every=4, max_skips=2)
+    poison_gradients(trainer, bad={5, 6})  # the two updates after the checkpoint at 4
+    trainer.fit()
+    [rollback] = records(tmp_path, "rollback")
+    assert rollback["window"] == 0 and rollback["from_window"] == 4
+
+
+def test_a_finite_loss_that_blows_up_is_divergence(tmp_path):
+    trainer = token_trainer(tmp_path, lr=1e6, max_windows=30, checkpoint_every=5)
+    with pytest.raises(TBPTTError, match="training diverged"):
+        trainer.fit()
+    first = trainer.first_loss
+    assert first is not None and trainer.rollbacks == 3
+    kept = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
+    trainer.load_state_dict(kept)
+    assert trainer.evaluate(trainer.train_streams)["loss"] <= 3 * first
+    assert all(r["loss"] <= 3 * first for r in records(tmp_path, "train"))
+
+
+def test_without_a_blowup_limit_only_a_non_finite_loss_is_divergence():
+    trainer = token_trainer(lr=1e6, max_windows=30, blowup=None)
+    trainer.fit()
+    assert trainer.rollbacks == 0 and trainer.skipped == 0
+
+
+def test_frequent_checkpoints_keep_one_whose_loss_did_not_blow_up(tmp_path):
+    inputs = 3 * torch.sin(torch.arange(401.0) / 5).unsqueeze(1)
+    settings = {"optimizer": "sgd", "lr": 10.0, "clip_norm": None, "checkpoint_every": 1}
+    trainer = series_trainer(inputs, tmp_path, **settings)
+    with pytest.raises(TBPTTError, match="is the last good checkpoint"):
+        trainer.fit()
+    kept = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
+    assert all(torch.isfinite(value).all() for value in kept["model"].values())
+    first = trainer.first_loss
+    trainer.load_state_dict(kept)
+    assert first is not None and trainer.evaluate(trainer.train_streams)["loss"] <= 3 * first
+
+
+def test_rollbacks_leave_every_update_logged_once(tmp_path):
+    trainer = token_trainer(tmp_path, max_windows=16, checkpoint_every=1, max_skips=2)
+    poison_gradients(trainer, bad={4, 5, 9, 10})
+    trainer.fit()
+    assert trainer.rollbacks == 2
+    windows = [r["window"] for r in records(tmp_path, "train")]
+    assert windows == list(range(1, 17))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines))
+
+
+def test_a_run_with_no_good_state_does_not_say_one_is_kept(tmp_path):
+    trainer = token_trainer(tmp_path, max_windows=10, max_skips=2)
+    with torch.no_grad():
+        trainer.model.head.bias[0] = math.nan  # no update can succeed, from the start on
+    with pytest.raises(TBPTTError, match="no checkpoint is known good") as error:
+        trainer.fit()
+    assert "last good checkpoint" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
+        ({"blowup": 1.0}, "blowup must be finite and > 1"),
+        ({"blowup": math.inf}, "blowup must be finite and > 1"),
         ({"max_skips": 0}, "max_skips must be >= 1"),
         ({"max_rollbacks": -1}, "max_rollbacks must be >= 0"),
         ({"rollback_lr_factor": 1.0}, "rollback_lr_factor must lie strictly between"),

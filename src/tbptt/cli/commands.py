@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,8 +56,8 @@ from tbptt.cli.threads import use_threads
 from tbptt.data import Streams, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
-from tbptt.errors import TBPTTError
-from tbptt.files import atomic_write, file_error
+from tbptt.errors import Stopped, TBPTTError
+from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
 from tbptt.training.trainer import TrainConfig, Trainer
@@ -102,8 +106,9 @@ def resolved(config: RunConfig) -> RunConfig:
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to write into an existing run directory unless ``overwrite``, and never
-    delete a folder that is not a run directory."""
-    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+    delete a folder that is not a run directory. A folder that holds only what a
+    start-up cut short left (a lock, temporary files) counts as empty."""
+    if not run_dir.exists() or (run_dir.is_dir() and only_leftovers(run_dir)):
         return
     if not run_dir.is_dir():
         raise file_error(run_dir, "", "is a file, not a run directory", "choose another --run-dir")
@@ -128,6 +133,104 @@ def check_precision(train_config: TrainConfig) -> None:
         raise TBPTTError(
             "precision fp16 needs a GPU (--device cuda); on a CPU use --precision bf16 or 32"
         )
+
+
+def only_leftovers(folder: Path) -> bool:
+    """Whether ``folder`` holds no file but a lock and temporary files, in any subfolder."""
+    return all(
+        path.is_dir() or path.name == LOCK or TEMPORARY.fullmatch(path.name)
+        for path in folder.rglob("*")
+    )
+
+
+def take(lock: FolderLock, check: Callable[[], None] = lambda: None) -> None:
+    """Take ``lock``: rank 0 takes it and runs ``check`` under it, the other ranks
+    wait for the outcome, and all raise rank 0's error if it failed (then no rank
+    holds it)."""
+    error = None
+    if distributed.is_main():
+        try:
+            lock.acquire()
+            check()
+        except TBPTTError as caught:
+            lock.release()
+            error = caught
+    if distributed.any_rank(error is not None):
+        raise error or TBPTTError(f"{lock.path.parent}: rank 0 could not lock the run directory")
+
+
+@contextmanager
+def held_back_stops() -> Iterator[list[signal.Signals]]:
+    """Within the block, SIGINT and SIGTERM are only noted in the list it gives (in the
+    main thread; elsewhere signals stay as they are)."""
+    noted: list[signal.Signals] = []
+
+    def note(number: int, frame: FrameType | None) -> None:
+        noted.append(signal.Signals(number))
+
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with suppress(ValueError):
+            previous[number] = signal.signal(number, note)
+    try:
+        yield noted
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def claimed(run_dir: Path, overwrite: bool) -> Iterator[None]:
+    """A new run's directory, made, locked, checked again under the lock (a run may
+    have finished into it meanwhile) and emptied (a replaced run, leftovers), for the
+    block. SIGINT and SIGTERM are held back while it is claimed, so a stop comes where
+    it is cleaned up: if the block fails with no checkpoint after update 0 (or is stopped
+    with none at all), what it wrote goes, and a stop raises :class:`Stopped`."""
+    existed, lock = run_dir.is_dir(), FolderLock(run_dir)
+    with held_back_stops() as stops:
+        if distributed.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+        take(lock, lambda: check_run_dir(run_dir, overwrite))
+    latest = run_dir / "checkpoints" / "latest.pt"
+    try:
+        if stops:  # one came while the directory was claimed: it stops the run here
+            raise KeyboardInterrupt(stops[0].name)
+        if distributed.is_main():
+            empty(run_dir)
+        distributed.barrier()
+        yield
+    except BaseException as error:
+        stopped = isinstance(error, KeyboardInterrupt)
+        keep = latest.exists() if stopped else made_progress(run_dir)
+        if distributed.is_main() and not keep:
+            if existed:
+                empty(run_dir)  # its lock goes on release
+            else:
+                shutil.rmtree(run_dir)
+        if stopped:
+            raise Stopped(run_dir, latest.exists()) from error
+        raise
+    finally:
+        lock.release()
+
+
+def made_progress(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` saved a checkpoint after some update (one at
+    update 0, or a diverged run's return to its start, is no progress to keep)."""
+    latest = run_dir / "checkpoints" / "latest.pt"
+    try:
+        return latest.exists() and checkpoints.load(latest)["position"]["window"] > 0
+    except (TBPTTError, KeyError, TypeError):
+        return False
+
+
+def empty(folder: Path) -> None:
+    """Delete what ``folder`` holds, except its lock."""
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != LOCK:
+            path.unlink()
 
 
 def write_config(run_dir: Path, config: RunConfig, run: RunData | None = None) -> None:
@@ -164,35 +267,42 @@ def make_trainer(
 
 def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     """``tbptt train``: a new run. Nothing is written until the data, the model and
-    the device are checked, and an existing run directory only with ``overwrite``. A
-    run that fails before its first checkpoint leaves nothing behind. Under torchrun
+    the device are checked, and an existing run directory only with ``overwrite``.
+    The run's start is saved as its first checkpoint before anything else, so a stop
+    at any moment (SIGINT, SIGTERM: :class:`Stopped`; SIGKILL) leaves nothing or a run
+    ``--resume`` continues; a run that fails with no checkpoint after update 0 leaves
+    nothing behind. Under torchrun
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
     use_threads(config.threads)
     config = resolved(config)
     assert config.run_dir is not None
     run_dir = Path(config.run_dir)
+    try:
+        return start(config, run_dir, overwrite, output)
+    except Stopped:
+        raise
+    except KeyboardInterrupt as error:  # before anything was written
+        raise Stopped(run_dir, False) from error
+
+
+def start(config: RunConfig, run_dir: Path, overwrite: bool, output: Output) -> int:
+    """Check, build, lock, save the start and train (see :func:`train`)."""
     with distributed.launched():
         check_run_dir(run_dir, overwrite)
         check_precision(config.train)
         run = build_data(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, run.sizes)
-        existed = run_dir.is_dir()
         distributed.barrier()  # every rank has checked the run directory before it changes
-        if distributed.is_main():
-            if overwrite and existed:
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(run_dir, config, run)
-        distributed.barrier()
         try:
-            return fit(make_trainer(config, run, model, output), config, run, output)
-        except BaseException:
-            if distributed.is_main() and not (run_dir / "checkpoints" / "latest.pt").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)
-                if existed:
-                    run_dir.mkdir()
-            raise
+            with claimed(run_dir, overwrite):
+                trainer = make_trainer(config, run, model, output)
+                trainer.save("latest")  # from here on a stop leaves a run --resume continues
+                if distributed.is_main():
+                    write_config(run_dir, config, run)
+                return fit(trainer, config, run, output)
+        except OSError as error:  # a full disk, a folder gone or read-only (cleaned up)
+            raise write_error(error, run_dir) from error
 
 
 def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -215,7 +325,12 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
     if not Path(run_dir).is_dir():
         raise file_error(run_dir, "", "is not a run directory", "give the --run-dir of a run")
     with distributed.launched():
-        return resume_from(run_dir, options, output)
+        try:
+            return resume_from(run_dir, options, output)
+        except Stopped:
+            raise
+        except KeyboardInterrupt as error:  # its latest checkpoint is as it was
+            raise Stopped(run_dir, True) from error
 
 
 def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> int:
@@ -235,15 +350,22 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     check_precision(config.train)
     check_unfinished(run_dir, state, config.train)
     run = build_data(config, saved)
-    trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
-    trainer.resume(path)
-    output.record(
-        {"kind": "resume", "window": trainer.window, "epoch": trainer.epoch, "from": str(path)}
-    )
-    distributed.barrier()  # every rank has read the config before rank 0 rewrites it
-    if distributed.is_main():
-        write_config(Path(run_dir), config, run)
-    return fit(trainer, config, run, output)
+    lock = FolderLock(run_dir)
+    try:
+        take(lock)
+        trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
+        trainer.resume(path)
+        output.record(
+            {"kind": "resume", "window": trainer.window, "epoch": trainer.epoch, "from": str(path)}
+        )
+        distributed.barrier()  # every rank has read the config before rank 0 rewrites it
+        if distributed.is_main():
+            write_config(Path(run_dir), config, run)
+        return fit(trainer, config, run, output)
+    except OSError as error:  # a full disk, a folder gone or read-only
+        raise write_error(error, Path(run_dir)) from error
+    finally:
+        lock.release()
 
 
 def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainConfig) -> None:
@@ -284,18 +406,16 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
             "lower --log-every"
         )
     output.start(total, trainer.window)
-    try:
-        result = trainer.fit()
-    except OSError as error:  # a full disk, a folder gone or read-only
-        raise write_error(error, Path(str(config.run_dir))) from error
+    result = trainer.fit()
     interrupted = result.pop("interrupted", 0.0)
-    if run.task_validation is not None and config.data.task is not None:
-        result.update(task_metric(trainer.model, config.data.task, run.task_validation))
-    output.finish({"run_dir": config.run_dir, **result}, "stopped" if interrupted else "final")
-    if config.data.csv is not None and distributed.is_main() and not interrupted:
-        report_forecasts(trainer.model, config, run, output)
-    if run.test is not None and distributed.is_main() and not interrupted:
-        report_test(trainer, config, run.test, output)
+    with held_back_stops():  # the run is saved: only its report is left
+        if run.task_validation is not None and config.data.task is not None:
+            result.update(task_metric(trainer.model, config.data.task, run.task_validation))
+        output.finish({"run_dir": config.run_dir, **result}, "stopped" if interrupted else "final")
+        if config.data.csv is not None and distributed.is_main() and not interrupted:
+            report_forecasts(trainer.model, config, run, output)
+        if run.test is not None and distributed.is_main() and not interrupted:
+            report_test(trainer, config, run.test, output)
     if interrupted:
         output.note(
             f"stopped at update {trainer.window} of {total}, checkpoint saved; "
@@ -328,7 +448,8 @@ def report_test(trainer: Trainer, config: RunConfig, test: Streams, output: Outp
 
 def write_error(error: OSError, run_dir: Path) -> TBPTTError:
     """The error for a run that could not write its files, and how to go on."""
-    problem = f"writing the run failed ({error.strerror or error})"
+    where = f" writing {error.filename}" if error.filename else ""
+    problem = f"writing the run failed ({error.strerror or error}{where})"
     fix = "free some disk space (or fix the folder's permissions)"
     if (run_dir / "checkpoints" / "latest.pt").exists():
         fix += f", then continue from the last complete checkpoint: tbptt train --resume {run_dir}"

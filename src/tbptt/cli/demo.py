@@ -32,10 +32,11 @@ from tbptt.cli.rundata import task_streams
 from tbptt.cli.threads import use_threads
 from tbptt.data import tasks
 from tbptt.data.streams import Batch
-from tbptt.devices import machine
+from tbptt.devices import device_of, machine
 from tbptt.engine.memory import SavedTensors
 from tbptt.errors import TBPTTError
 from tbptt.files import atomic_write
+from tbptt.training.config import check_seed
 
 TRUNCATIONS: tuple[tuple[int | None, int | None], ...] = (
     (5, 5),
@@ -180,6 +181,8 @@ def main(args: argparse.Namespace) -> int:
             f"--sequences must be a multiple of {BATCH_SIZE}, got {args.sequences}; "
             f"give {max(BATCH_SIZE, args.sequences // BATCH_SIZE * BATCH_SIZE)}"
         )
+    device_of(args.device)  # a device this machine has, before anything runs
+    check_seed("--seed", args.seed)
     use_threads(args.threads)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

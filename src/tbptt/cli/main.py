@@ -3,8 +3,10 @@
 
 The options of ``train``, ``eval`` and ``generate`` are built from the config
 dataclasses (:mod:`tbptt.cli.options`). Every error in the input ends the command
-with one line on stderr, naming the problem and the fix, and exit code 2; a run
-stopped by SIGINT/SIGTERM exits with 130 after writing its checkpoint.
+with one line on stderr, naming the problem and the fix, and exit code 2. SIGINT and
+SIGTERM stop a command at any moment (SIGTERM as SIGINT does, so a run cleans up): a
+run with a checkpoint to resume exits with 130 and says how to resume it, one
+stopped before it saved anything leaves nothing and exits with 1.
 
 Building the parser and printing help import no torch (``tbptt --help`` answers in a
 tenth of a second); each subcommand's module, and torch, load when it runs.
@@ -16,8 +18,11 @@ import argparse
 import errno
 import json
 import math
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from types import FrameType
 
 import tbptt
 from tbptt.cli.options import (
@@ -38,7 +43,7 @@ from tbptt.cli.runconfig import (
     resolve,
 )
 from tbptt.cli.threads import THREADS_HELP
-from tbptt.errors import TBPTTError
+from tbptt.errors import Stopped, TBPTTError
 
 DESCRIPTION = (
     "Train recurrent networks with exact full and truncated backpropagation through "
@@ -263,9 +268,33 @@ HANDLERS = {
 """Each subcommand's handler; each imports its module (and torch) when it runs."""
 
 
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as SIGINT does, so a
+    command stopped either way cleans up (outside a training loop, which handles
+    both itself); only in the main thread, where signals can be handled."""
+
+    def interrupt(number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = None
+    with suppress(ValueError):
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbptt`` command; returns the exit code."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    with sigterm_interrupts():
+        return run(list(sys.argv[1:] if argv is None else argv))
+
+
+def run(arguments: list[str]) -> int:
+    """The command ``arguments`` name; its exit code."""
     try:
         parser = build_parser()
         args = parser.parse_strictly(arguments)
@@ -283,6 +312,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         fix = "free some disk space" if full else "check the path and its permissions"
         print(f"tbptt: error{where}: {problem}; {fix}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        if stop.resumable:
+            print(
+                f"tbptt: stopped; continue with: tbptt train --resume {stop.run_dir}",
+                file=sys.stderr,
+            )
+            return 130
+        print(
+            "tbptt: stopped before the run saved its first checkpoint, so nothing was kept "
+            "and there is nothing to resume; run the command again",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("tbptt: interrupted", file=sys.stderr)
         return 130

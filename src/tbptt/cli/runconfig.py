@@ -33,7 +33,7 @@ from typing import Any
 
 from tbptt.errors import TBPTTError
 from tbptt.files import check_file, decode_error, file_error
-from tbptt.training.config import TrainConfig
+from tbptt.training.config import TrainConfig, check_seed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,7 +218,8 @@ class DataConfig:
             raise TBPTTError("vocabulary is for a token file (--tokens); drop it")
         one_of("level", self.level, LEVELS)
         one_of("dtype", self.dtype, RAW_DTYPES)
-        at_least(0, horizon=self.horizon, seed=self.seed)
+        at_least(0, horizon=self.horizon)
+        check_seed("seed", self.seed)
         at_least(1, season=self.season, ar_lags=self.ar_lags)
         one_of("base", self.base, ("linear_ar", "last", "none"))
         if self.csv is not None and self.horizon < 1:
@@ -296,7 +297,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         at_least(1, batch_size=self.batch_size, threads=self.threads)
-        at_least(0, seed=self.seed, warmup=self.warmup)
+        at_least(0, warmup=self.warmup)
+        if self.seed is not None:
+            check_seed("seed", self.seed)
         one_of("split", self.split, ("validation", "test"))
         check_device(self.device)
 
@@ -363,10 +366,18 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         at_least(0, length=self.length)
         at_least(1, top_k=self.top_k, threads=self.threads)
-        if not 0 <= self.temperature < math.inf:
-            raise TBPTTError(f"temperature must be finite and >= 0, got {self.temperature}")
+        check_seed("seed", self.seed)
+        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < math.inf):
+            raise TBPTTError(
+                f"temperature must be finite and 0 (always the likeliest token) or at least "
+                f"{MIN_TEMPERATURE:g}, got {self.temperature}: below that, logits / temperature "
+                "overflow"
+            )
         check_device(self.device)
 
+
+MIN_TEMPERATURE = 1e-3
+"""The lowest sampling temperature but 0: logits of 1e35 and more overflow below it."""
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 """The sections of a config file, by name."""

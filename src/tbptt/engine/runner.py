@@ -59,12 +59,14 @@ def unroll(
 ) -> tuple[Tensor, State]:
     """Run ``model`` over ``inputs: (T, B, ...)`` from ``state``, applying ``resets: (T, B)``.
 
-    Returns ``outputs: (T, B, ...)`` and the state after the last step.
+    Returns ``outputs: (T, B, ...)`` and the state after the last step; raises
+    ``TBPTTError`` if the model returns anything else (checked on every call, so a
+    model whose state is not batch-first is caught on its first chunk).
     """
     if resets is None or not bool(resets.any()):  # a CPU-GPU sync point
-        return model(inputs, state)
+        return checked(model(inputs, state), inputs)
     if accepts_resets(model):
-        return model(inputs, state, resets=resets)
+        return checked(model(inputs, state, resets=resets), inputs)
     reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
     bounds = sorted({0, *reset_steps, inputs.shape[0]})
     outputs = []
@@ -72,9 +74,34 @@ def unroll(
         if state is not None and start in reset_steps:
             initial = states.initial_state(model, state, inputs.shape[1])
             state = states.reset_streams(state, initial, resets[start])
-        piece, state = model(inputs[start:end], state)
+        piece, state = checked(model(inputs[start:end], state), inputs[start:end])
         outputs.append(piece)
     return torch.cat(outputs), state
+
+
+def checked(returned: Any, inputs: Tensor) -> tuple[Tensor, State]:
+    """A model's ``(outputs, state)`` for ``inputs: (T, B, ...)``, checked: outputs
+    ``(T, B, ...)``, every state tensor batch-first ``(B, ...)``."""
+    if not (isinstance(returned, tuple) and len(returned) == 2):
+        got = (
+            f"a tuple of {len(returned)}"
+            if isinstance(returned, tuple)
+            else type(returned).__name__
+        )
+        raise TBPTTError(
+            f"the model returned {got}; a tbptt model's forward(inputs, state) returns "
+            "(outputs, state): outputs (T, B, ...) and the state after the last step"
+        )
+    outputs, state = returned
+    steps = tuple(inputs.shape[:2])
+    if not isinstance(outputs, Tensor) or tuple(outputs.shape[:2]) != steps:
+        shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+        raise TBPTTError(
+            f"the model's outputs have shape {shape} for inputs of shape "
+            f"{tuple(inputs.shape)}: outputs must be time-major, (T, B, ...) with (T, B) = {steps}"
+        )
+    states.check_batch_size(state, steps[1])
+    return outputs, state
 
 
 def masked_mean(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -396,6 +423,12 @@ def check_chunk(
 ) -> tuple[Tensor | None, Tensor | None]:
     """Validate a chunk's shapes; returns ``resets`` and ``mask`` as bool tensors on
     the inputs' device (``None`` where not given)."""
+    for name, given in (("inputs", inputs), ("resets", resets), ("mask", mask)):
+        if given is not None and not isinstance(given, Tensor):
+            raise TBPTTError(
+                f"{name} must be a torch.Tensor, got {type(given).__name__}: "
+                "convert it with torch.as_tensor"
+            )
     if inputs.dim() < 2 or inputs.shape[0] == 0:
         raise TBPTTError(
             f"inputs must be time-major (T, B, ...) with T >= 1, got shape {tuple(inputs.shape)}"
@@ -403,6 +436,11 @@ def check_chunk(
     steps = tuple(inputs.shape[:2])
 
     def check_target(target: Tensor) -> Tensor:
+        if not isinstance(target, Tensor):
+            raise TBPTTError(
+                f"targets must be a torch.Tensor or a nesting of them, got "
+                f"{type(target).__name__}: convert it with torch.as_tensor"
+            )
         if tuple(target.shape[:2]) != steps:
             raise TBPTTError(
                 f"targets shape {tuple(target.shape)} does not start with the inputs' (T, B) "

@@ -4,11 +4,14 @@ A checkpoint is a dict of tensors and plain values saved with ``torch.save`` int
 temporary file that is fsynced and renamed over the target (``tbptt.files``), so a
 crash at any moment leaves the previous checkpoint whole. Loading uses
 ``weights_only=True``: a file that holds pickled Python objects, which could run code,
-is refused.
+is refused. Every checkpoint carries a SHA-256 checksum of its payload (its tensors'
+bytes, dtypes and shapes, and its plain values), verified on load, so damage inside
+a tensor that the file format does not notice (a flipped bit) is refused too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -20,7 +23,10 @@ import torch
 from tbptt.files import atomic_write, check_file, file_error
 
 FORMAT = "tbptt-checkpoint"
-VERSION = 1
+VERSION = 2
+"""Version 2 adds the checksum; version 1 files (without one) still load."""
+READS = (1, 2)
+DAMAGED_FIX = "use another checkpoint: the run's checkpoints/best.pt or an earlier copy"
 
 
 def save(path: str | os.PathLike[str], payload: dict[str, Any] | bytes) -> None:
@@ -33,21 +39,53 @@ def save(path: str | os.PathLike[str], payload: dict[str, Any] | bytes) -> None:
 
 def dumps(payload: dict[str, Any]) -> bytes:
     """``payload`` as the bytes of a checkpoint, tagged with the format and version."""
+    body = {"format": FORMAT, "version": VERSION, **payload}
+    body.pop("checksum", None)  # a payload that was loaded: its checksum is made anew
+    body["checksum"] = checksum(body)
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    torch.save(body, buffer)
     return buffer.getvalue()
+
+
+def checksum(payload: Any) -> str:
+    """SHA-256 of ``payload``: every tensor's dtype, shape and bytes and every plain
+    value, in a fixed order (dict keys sorted), so equal payloads give equal sums
+    wherever their tensors live."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"tensor {flat.dtype} {tuple(value.shape)}:".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())  # a copy, one tensor at a time
+        elif isinstance(value, dict):
+            digest.update(f"dict {len(value)}:".encode())
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, list | tuple):
+            digest.update(f"{type(value).__name__} {len(value)}:".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"{type(value).__name__} {value!r};".encode())
+
+    feed(payload)
+    return digest.hexdigest()
 
 
 def loads(data: bytes, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The payload of checkpoint bytes from :func:`dumps` (loaded as safely as a file)."""
-    return dict(torch.load(io.BytesIO(data), map_location=map_location, weights_only=True))
+    payload = dict(torch.load(io.BytesIO(data), map_location=map_location, weights_only=True))
+    payload.pop("checksum", None)
+    return payload
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save`; refuses code, damage and foreign files."""
     path = check_file(path, "checkpoint")
     problem = "is damaged or truncated, or not a PyTorch file"
-    damaged = file_error(path, "", problem, "use another checkpoint, e.g. the run's best.pt")
+    damaged = file_error(path, "", problem, DAMAGED_FIX)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise damaged
     try:
@@ -62,7 +100,11 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         raise file_error(
             path, "", "is not a tbptt checkpoint", "give a file from a run's checkpoints/"
         )
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READS:
         problem = f"has checkpoint version {payload.get('version')!r}, this tbptt reads {VERSION}"
         raise file_error(path, "", problem, "use the tbptt version that wrote it")
+    saved = payload.pop("checksum", None)
+    if payload["version"] >= 2 and saved != checksum(payload):
+        problem = "is damaged: its contents do not match the checksum saved with them"
+        raise file_error(path, "", problem, DAMAGED_FIX)
     return payload

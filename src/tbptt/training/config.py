@@ -30,6 +30,16 @@ SCHEDULES = ("constant", "cosine", "plateau")
 RANDOM_BATCH_WINDOWS = 8
 """Windows of mean length per training batch under randomised truncation (the
 ``k1_std`` docstring, the option's help, says 8)."""
+MAX_SEED = 2**63 - 1
+"""The largest seed: torch's and numpy's generators take it (and a rank added to it)."""
+MAX_LR = 1e30
+"""Above this, a float32 optimizer step overflows (Adam divides lr by 1 - 0.9)."""
+
+
+def check_seed(name: str, seed: object) -> None:
+    """Refuse a seed that is not an integer in [0, MAX_SEED]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise TBPTTError(f"{name} must be an integer from 0 to 2**63 - 1, got {seed!r}")
 
 
 @dataclass
@@ -83,6 +93,10 @@ class TrainConfig:
     """Multiplies the learning rate at each rollback (between 0 and 1)."""
     max_rollbacks: int = 3
     """Rollbacks after which a run that still diverges stops with an error."""
+    blowup: float | None = 3.0
+    """An update whose loss is above this multiple of the run's first update's loss
+    has diverged, though finite (char-rnn stops at 3x): it is skipped like a
+    non-finite one (unset: only a non-finite loss has)."""
     schedule: str = "constant"
     """Learning-rate schedule: constant; cosine decay to zero over the run; or plateau:
     divide it by plateau_factor after every evaluation that does not improve on the
@@ -143,12 +157,15 @@ class TrainConfig:
                 raise TBPTTError(f"{name} must be >= 1 or unset, got {value}")
         if self.eval_every < 0 or self.max_rollbacks < 0:
             raise TBPTTError("eval_every and max_rollbacks must be >= 0")
-        if not 0 < self.lr < math.inf:
-            raise TBPTTError(f"lr must be finite and > 0, got {self.lr}")
+        check_seed("seed", self.seed)
+        if not 0 < self.lr <= MAX_LR:
+            raise TBPTTError(f"lr must be finite and > 0 and at most {MAX_LR:g}, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
             raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
+        if self.blowup is not None and not 1 < self.blowup < math.inf:
+            raise TBPTTError(f"blowup must be finite and > 1, or unset, got {self.blowup}")
         if not 0 < self.rollback_lr_factor < 1:
             raise TBPTTError(
                 f"rollback_lr_factor must lie strictly between 0 and 1, "

@@ -35,11 +35,19 @@ def scale_learning_rate(
     return float(optimizer.param_groups[0]["lr"])
 
 
-def diverged(max_skips: int, failed_at: int, max_rollbacks: int, lr: float) -> TBPTTError:
-    """The error that ends a run rollbacks could not save."""
+def diverged(
+    max_skips: int, failed_at: int, rollbacks: int, lr: float, kept: tuple[str, int] | None
+) -> TBPTTError:
+    """The error that ends a run rollbacks could not save; ``kept``: where the last
+    known-good state is and its update (none: there is no good state to keep)."""
+    where = (
+        f"{kept[0]} is the last good checkpoint, at update {kept[1]}"
+        if kept is not None
+        else "no checkpoint is known good, not even the start (its parameters are not finite)"
+    )
     return TBPTTError(
         f"training diverged at update {failed_at + 1}: {max_skips} updates in a row had a "
-        f"non-finite loss or gradient, and {max_rollbacks} rollbacks (learning rate "
+        f"non-finite or blown-up loss or gradient, and {rollbacks} rollbacks (learning rate "
         f"lowered to {lr:.3g}) did not help; check the data for NaN or inf and lower --lr "
-        "or --clip-norm (the last good checkpoint is kept)"
+        f"or --clip-norm ({where})"
     )

@@ -25,6 +25,7 @@ from tbptt.training import checkpoints, distributed
 from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import TrainConfig
 from tbptt.training.precision import MixedPrecision
+from tbptt.training.recovery import is_finite
 from tbptt.training.reporting import MetricsLog
 
 
@@ -53,7 +54,11 @@ class Resumable:
     rollbacks: int
     skips_in_row: int
     averaging: IterateAverage | None
+    first_loss: float | None
     _good: bytes | None
+    _candidate: bytes | None
+    _loss_sum: float
+    _loss_count: int
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact continuation needs, as tensors and plain values."""
@@ -79,6 +84,9 @@ class Resumable:
                 "skipped": self.skipped,
                 "rollbacks": self.rollbacks,
                 "skips_in_row": self.skips_in_row,
+                "first_loss": self.first_loss,
+                "loss_sum": self._loss_sum,
+                "loss_count": self._loss_count,
             },
             "rng": rng,
             **({} if self.averaging is None else {"averaging": self.averaging.state_dict()}),
@@ -110,6 +118,9 @@ class Resumable:
         )
         self.rollbacks = progress.get("rollbacks", 0)
         self.skips_in_row = progress.get("skips_in_row", 0)
+        self.first_loss = progress.get("first_loss")
+        self._loss_sum = progress.get("loss_sum", 0.0)  # the windows since the last record
+        self._loss_count = progress.get("loss_count", 0)
         if self.averaging is not None:
             self.averaging.load_state_dict(state["averaging"])
         torch.set_rng_state(own["rng"]["torch"])
@@ -124,16 +135,18 @@ class Resumable:
         runner = {"state": self.runner.state, "history": self.runner.history}
         return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
 
-    def save(self, name: str) -> None:
-        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one); the
-        ``latest`` one is also kept in memory as the point a rollback returns to. With
-        several processes every rank calls this (it gathers their states); rank 0 writes."""
+    def save(self, name: str, to_disk: bool = True) -> None:
+        """Write ``checkpoints/<name>.pt`` in the run directory (if there is one and
+        ``to_disk``). The ``latest`` one is also kept in memory, the point a rollback
+        returns to once an update from it succeeds (if its parameters are finite).
+        With several processes every rank calls this (it gathers their states); rank
+        0 writes."""
         if name != "latest" and self.run_dir is None:
             return
         data = checkpoints.dumps(self.state_dict())
         if name == "latest":
-            self._good = data
-        if self.run_dir is not None and distributed.is_main():
+            self._candidate = data if is_finite(list(self.model.parameters())) else None
+        if to_disk and self.run_dir is not None and distributed.is_main():
             folder = self.run_dir / "checkpoints"
             folder.mkdir(parents=True, exist_ok=True)
             checkpoints.save(folder / f"{name}.pt", data)
@@ -147,7 +160,7 @@ class Resumable:
             problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
             raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
         self.log.truncate(self.window)
-        self._good = None  # the start of the next fit: this checkpoint
+        self._good = self._candidate = None  # the start of the next fit: this checkpoint
 
 
 def truncation_state(runner: Runner) -> dict[str, Any]:

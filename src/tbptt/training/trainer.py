@@ -127,8 +127,14 @@ class Trainer(Resumable):
         self.epoch, self.batch, self.window = 0, 0, 0
         self.best, self.stale_evals, self.skipped = math.inf, 0, 0
         self.rollbacks, self.skips_in_row = 0, 0
+        self.first_loss: float | None = None
+        """The first update's loss (of a window with unmasked steps, above zero), which
+        ``config.blowup`` multiplies."""
         self._good: bytes | None = None
-        """The last checkpoint's bytes (or the start's): where a rollback returns."""
+        """The last known-good checkpoint's bytes (or the start's): where a rollback
+        returns. A checkpoint is known good once an update from it succeeded."""
+        self._candidate: bytes | None = None
+        """The latest checkpoint, until an update from it succeeds."""
         self._best: tuple[dict[str, Tensor], dict[str, float]] | None = None
         """A copy of the best evaluation's weights and its metrics (``restore_best``)."""
         self._loss_sum, self._loss_count = 0.0, 0
@@ -159,7 +165,9 @@ class Trainer(Resumable):
 
     def fit(self) -> dict[str, float]:
         """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
-        arrives (then the current batch finishes and a checkpoint is written).
+        arrives (then the current batch finishes and a checkpoint is written). A new
+        run first saves its start as ``checkpoints/latest.pt``, so a kill at any
+        moment leaves a run that resumes.
 
         Returns the last evaluation's metrics (the last training loss without
         validation streams), with ``interrupted`` 1.0 if a signal stopped the run.
@@ -169,8 +177,10 @@ class Trainer(Resumable):
         ``TBPTTError``, its model back at the last good checkpoint.
         """
         result: dict[str, float] = {}
-        if self._good is None:
-            self._good = checkpoints.dumps(self.state_dict())
+        if self._good is None:  # the start of a fit is good if its parameters are finite
+            if self._candidate is None:  # a new run's start is its first checkpoint on disk
+                self.save("latest", to_disk=self.window == 0)
+            self._good, self._candidate = self._candidate, None
         try:
             with StopSignals() as stop:
                 while self.epoch < self.config.epochs and not self._done():
@@ -191,15 +201,17 @@ class Trainer(Resumable):
                             result = self._evaluate_and_keep_best() or result
                     if stop.requested:
                         break
-                if not stop.requested and self._evaluated_at != self.window:
+                finished = self.epoch >= self.config.epochs or self._done()
+                if finished and self._evaluated_at != self.window:
                     result = self._evaluate_and_keep_best() or result  # the final model's metrics
                 self.save("latest")
+                self.log.close()
+                self.log.finish()  # a stop from here on does not cut the files short
         finally:
             self.log.close()  # also when the run fails: no writer thread left behind
-        self.log.finish()
         if self.config.restore_best:
             result = self._restore_best(result)
-        return {**(result or self._last_train_record()), "interrupted": float(stop.requested)}
+        return {**(result or self._last_train_record()), "interrupted": float(not finished)}
 
     def _restore_best(self, result: dict[str, float]) -> dict[str, float]:
         """Load the best evaluation's weights (kept in memory, or after a resume its
@@ -235,22 +247,25 @@ class Trainer(Resumable):
             self.precision.backward(loss)
             distributed.sum_gradients(self.model.parameters())
             self.precision.unscale(self.optimizer)
-            norm = self._clip()
-            if not (math.isfinite(norm) and torch.isfinite(mean)):  # a CPU-GPU sync
+            norm, value = self._clip(), float(mean)  # a CPU-GPU sync
+            if not (math.isfinite(norm) and math.isfinite(value)) or self._blown_up(value):
                 self.precision.skip()
                 self._skip()
                 continue
             self.skips_in_row = 0
+            if self.first_loss is None and int(count) and value > 0:  # not a masked window
+                self.first_loss = value
+            if self._candidate is not None:  # an update from it succeeded: it is good
+                self._good, self._candidate = self._candidate, None
             self._step(window.lr_scale)
             if self.averaging is not None:
                 self.averaging.update(self.model)
             self.scheduler.step()
             self.window += 1
-            loss_value = float(mean)
-            self._loss_sum += loss_value * int(count)
+            self._loss_sum += value * int(count)
             self._loss_count += int(count)
             if self.progress is not None:
-                self.progress(self.window, loss_value)
+                self.progress(self.window, value)
 
     def _step(self, lr_scale: float) -> None:
         """An optimizer step with the learning rate scaled by ``lr_scale`` for it alone
@@ -262,32 +277,57 @@ class Trainer(Resumable):
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
 
+    def _blown_up(self, loss: float) -> bool:
+        """Whether ``loss`` is above ``blowup`` times the first update's loss."""
+        blowup, first = self.config.blowup, self.first_loss
+        return blowup is not None and first is not None and loss > blowup * first
+
     def _skip(self) -> None:
         """Count a skipped update; restart the streams if the state they carry is not
         finite (it would poison every later window, as NaN inputs do)."""
         self.skipped += 1
         self.skips_in_row += 1
-        logger.warning("skipped update %d: non-finite loss or gradient", self.window + 1)
+        logger.warning(
+            "skipped update %d: non-finite or blown-up loss or gradient", self.window + 1
+        )
         if not is_finite(self.runner.state):
             self.runner.reset()
             logger.warning("restarted the streams: their state was not finite")
 
     def _roll_back(self) -> None:
-        """Return to the last checkpoint (or the start) with the learning rate times
-        ``rollback_lr_factor``, keeping the counts of skips and rollbacks; after
-        ``max_rollbacks`` rollbacks, return there and raise ``TBPTTError``."""
+        """Return to the last known-good checkpoint (or the start) with the learning
+        rate times ``rollback_lr_factor``, keeping the counts of skips and rollbacks;
+        after ``max_rollbacks`` rollbacks, return there, save it as the latest
+        checkpoint and raise ``TBPTTError``."""
         skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
-        failed_lr, config = self.optimizer.param_groups[0]["lr"], self.config
-        assert self._good is not None
+        failed_lr, config, first_loss = (
+            self.optimizer.param_groups[0]["lr"],
+            self.config,
+            self.first_loss,
+        )
+        if self._good is None:
+            raise diverged(config.max_skips, failed_at, self.rollbacks, failed_lr, kept=None)
         self.load_state_dict(checkpoints.loads(self._good, self.device))
+        self._candidate = None
         saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
-        self.rollbacks = min(rollbacks, config.max_rollbacks)
+        self.rollbacks, self.first_loss = min(rollbacks, config.max_rollbacks), first_loss
+        self.log.truncate(self.window)
         if rollbacks > config.max_rollbacks:
-            raise diverged(config.max_skips, failed_at, config.max_rollbacks, failed_lr)
+            self.save("latest")  # the good one: what the error says is kept
+            kept = (
+                "the model"
+                if self.run_dir is None
+                else str(self.run_dir / "checkpoints" / "latest.pt")
+            )
+            raise diverged(
+                config.max_skips,
+                failed_at,
+                config.max_rollbacks,
+                failed_lr,
+                kept=(kept, self.window),
+            )
         ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
         lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
-        self._loss_sum, self._loss_count = 0.0, 0
-        self.log.truncate(self.window)
         logger.warning("rolled back from update %d to %d, lr %.3g", failed_at, self.window, lr)
         self.log.record(
             {

@@ -1,0 +1,123 @@
+"""A ``tbptt train`` stopped at any moment, start-up included, leaves either nothing
+or a run that ``--resume`` continues to the records and parameters of a run never
+stopped; it exits with 130 only when there is something to resume, and says so."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tbptt.cli import commands
+from tbptt.cli.main import main
+from tbptt.training import checkpoints
+from tbptt.training.reporting import read_records
+from tbptt.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--hidden-size", "8", "--num-layers", "1", "--k1", "8", "--batch-size", "2"]
+RUN = [*SMALL, "--max-windows", "12", "--log-every", "5", "--checkpoint-every", "4", "--quiet"]
+TIMING = ("seconds", "tokens_per_second", "peak_memory_mb")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join("abcde \n"[(i * 7 + i // 5) % 7] for i in range(2000)))
+    return path
+
+
+def outcome(run_dir: Path) -> tuple[list[dict], dict]:
+    """The records (less timing) and final parameters of a finished run."""
+    records = [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in read_records(run_dir / "metrics.jsonl")
+    ]
+    return records, checkpoints.load(run_dir / "checkpoints" / "latest.pt")["model"]
+
+
+def assert_same(a: tuple[list[dict], dict], b: tuple[list[dict], dict]) -> None:
+    assert a[0] == b[0]
+    assert all(torch.equal(a[1][name], b[1][name]) for name in a[1])
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+real_acquire = commands.FolderLock.acquire
+
+
+def acquire_while_sigterm_arrives(lock):
+    os.kill(os.getpid(), signal.SIGTERM)  # held back while the run directory is claimed
+    real_acquire(lock)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        (commands, "build_data"),
+        (commands.FolderLock, "acquire", acquire_while_sigterm_arrives),
+        (commands, "make_trainer"),
+        (checkpoints, "save"),  # inside the first checkpoint's write
+    ],
+    ids=["reading the data", "locking", "building the trainer", "the first checkpoint"],
+)
+def test_a_stop_before_the_first_checkpoint_leaves_nothing_and_says_so(
+    tmp_path, corpus, capsys, monkeypatch, where
+):
+    monkeypatch.setattr(*where[:2], where[2] if len(where) > 2 else interrupt)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)])
+    assert code == 1
+    assert "nothing to resume; run the command again" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [(commands, "write_config"), (Trainer, "fit")],
+    ids=["writing the config", "starting to train"],
+)
+def test_a_stop_after_the_first_checkpoint_resumes_to_the_unstopped_run(
+    tmp_path, corpus, capsys, monkeypatch, where
+):
+    whole = tmp_path / "whole"
+    assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(whole)]) == 0
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(*where, interrupt)
+        code = main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)])
+    assert code == 130
+    assert f"continue with: tbptt train --resume {run_dir}" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    assert_same(outcome(run_dir), outcome(whole))
+
+
+def test_sigterm_while_training_exits_130_and_resumes_to_the_unstopped_run(tmp_path, corpus):
+    longer = [*SMALL, "--max-windows", "80", "--log-every", "1", "--checkpoint-every", "7"]
+    whole = tmp_path / "whole"
+    assert main(["train", "--text", str(corpus), *longer, "--quiet", "--run-dir", str(whole)]) == 0
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tbptt", "train", "--text", str(corpus), *longer]
+    command += ["--jsonl", "--run-dir", str(run_dir)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        process.stdout.readline()  # its first record: training has begun
+        time.sleep(random.Random(0).uniform(0.0, 0.05))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"tbptt train --resume {run_dir}".encode() in err
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    assert_same(outcome(run_dir), outcome(whole))
