@@ -93,3 +93,14 @@ def test_impossible_held_out_data_is_refused_in_one_line(corpus, capsys, options
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and message in error, error
     assert not (corpus / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--schedule", "plateau"], ["--optimizer", "ntasgd", "--lr", "1"], ["--advise-every", "4"]],
+    ids=["plateau", "ntasgd", "advise-every"],
+)
+def test_eval_scores_a_run_whose_training_needed_validation(corpus, capsys, options):
+    run_dir, records = train(corpus, capsys, *options)
+    best = min(record["loss"] for record in records if record["kind"] == "eval")
+    assert evaluate(capsys, run_dir)["loss"] == pytest.approx(best, rel=1e-6)

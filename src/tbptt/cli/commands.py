@@ -562,7 +562,9 @@ def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, Any
     streams, task, unknown = evaluation_data(config, saved, file, settings)
     loss_fn, metrics = objective(config.data)
     train_config = replace(config.train, device=settings.device)
-    trainer = Trainer(model, loss_fn, streams, train_config, metrics=metrics)
+    # the streams as validation too: a run whose schedule (plateau, ntasgd, advise_every)
+    # needs validation streams builds its trainer, which only evaluates them here
+    trainer = Trainer(model, loss_fn, streams, train_config, validation=streams, metrics=metrics)
     with progress_bar(len(streams), "batch", desc="eval") as bar:
         result = trainer.evaluate(streams, progress=lambda done: bar.update(done - bar.n))
     if task is not None and config.data.task is not None:
