@@ -58,6 +58,7 @@ def write_files(root: Path) -> None:
     (root / "header.csv").write_text("a,b\n")
     (root / "odd.bin").write_bytes(b"\x01\x00\x02")
     np.save(root / "ids.npy", np.arange(50) % 10)
+    np.save(root / "sparse.npy", np.array([0, 1, 10**12] * 20, dtype=np.int64))
     Vocabulary.build("abcd").save(root / "vocab.json")
     (root / "broken.json").write_text('{"format": ')
     (root / "list.json").write_text("[1, 2, 3]")
@@ -379,6 +380,23 @@ CASES = {
     "demo on CUDA without a GPU": (
         ["demo", "--device", "cuda:7"],
         ("device 'cuda:7'",),
+    ),
+    # sizes that cannot fit in memory: refused with the figure before anything is allocated
+    "hidden size too large for memory": (
+        ["train", "--text", "corpus.txt", *NEW, "--hidden-size", "1000000"],
+        ("this needs about", "parameters, gradients and optimizer state", "more than the"),
+    ),
+    "task of 10**9 sequences": (
+        ["train", "--task", "copy", "--num-sequences", "1000000000", *NEW],
+        ("this needs about", "(data ", "more than the", "--num-sequences"),
+    ),
+    "token ids up to 10**12 without a vocabulary": (
+        ["train", "--tokens", "sparse.npy", *NEW],
+        ("this needs about", "parameters", "--vocabulary for a token file"),
+    ),
+    "demo delay too long for memory": (
+        ["demo", "--delay", "10000000"],
+        ("this needs about", "(data ", "lower --delay"),
     ),
     "generate at infinite temperature": (
         ["generate", "runs/text", "--temperature", "inf"],

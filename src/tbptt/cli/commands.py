@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tbptt.cli import forecast_output, forecasting
+from tbptt.cli.budget import check_fits, run_needs
 from tbptt.cli.output import format_record, plural, progress_bar
 from tbptt.cli.runconfig import (
     AWD_DROPOUTS,
@@ -68,6 +69,12 @@ if TYPE_CHECKING:
 RESUMABLE = ("epochs", "max_windows", "patience", "log_every", "eval_every", "checkpoint_every")
 """Training options a resumed run may change: they stop, log or save, and do not
 change the updates the run makes (nor do ``device`` and ``threads``)."""
+MEMORY_FIX = (
+    "make it smaller (--hidden-size, --num-layers, --embedding-size; --num-sequences or "
+    "--length of a task; --vocabulary for a token file whose ids are sparse) or use a "
+    "machine with more memory"
+)
+"""What to do about a run that cannot fit in memory (:func:`tbptt.cli.budget.check_fits`)."""
 
 
 def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
@@ -90,6 +97,11 @@ def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
         input_size=sizes.get("input_size"),
         output_size=sizes.get("output_size"),
     )
+
+
+def check_memory(config: RunConfig, sizes: dict[str, int], training: bool) -> None:
+    """Refuse a run whose data and model of ``sizes`` cannot fit in memory."""
+    check_fits(run_needs(config, training, lambda: build_model(config.model, sizes)), MEMORY_FIX)
 
 
 def resolved(config: RunConfig) -> RunConfig:
@@ -290,7 +302,9 @@ def start(config: RunConfig, run_dir: Path, overwrite: bool, output: Output) -> 
     with distributed.launched():
         check_run_dir(run_dir, overwrite)
         check_precision(config.train)
+        check_fits(run_needs(config, training=True), MEMORY_FIX)  # before the data
         run = build_data(config)
+        check_memory(config, run.sizes, training=True)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, run.sizes)
         distributed.barrier()  # every rank has checked the run directory before it changes
@@ -349,6 +363,7 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     use_threads(config.threads)
     check_precision(config.train)
     check_unfinished(run_dir, state, config.train)
+    check_memory(config, saved["sizes"], training=True)
     run = build_data(config, saved)
     lock = FolderLock(run_dir)
     try:
@@ -487,6 +502,7 @@ def load_model(
     """The trained model of a checkpoint (on ``settings.device``), its extra and config."""
     device = device_of(settings.device)
     state, saved, config = open_checkpoint(path)
+    check_memory(config, saved["sizes"], training=False)
     model = build_model(config.model, saved["sizes"])
     try:
         model.load_state_dict(state["model"])

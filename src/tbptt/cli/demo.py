@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import tbptt
+from tbptt.cli.budget import PROBE_SEQUENCES, check_fits, task_bytes
 from tbptt.cli.output import progress_bar
 from tbptt.cli.rundata import task_streams
 from tbptt.cli.threads import use_threads
@@ -62,6 +63,17 @@ class Result:
     seconds: float
     activation_mb: float
     """Peak bytes saved for one window's backward, in MiB."""
+
+
+def data_bytes(args: argparse.Namespace) -> int:
+    """About the bytes of the demo's data: its sequences, laid out as streams."""
+
+    def make(delay: int) -> tasks.TaskData:
+        return tasks.delayed_recall(
+            PROBE_SEQUENCES, delay, steps=50 * delay, symbols=SYMBOLS, seed=0
+        )
+
+    return task_bytes(make, args.delay, 2 * args.sequences / PROBE_SEQUENCES)
 
 
 def train(args: argparse.Namespace, k1: int | None, k2: int | None) -> Result:
@@ -187,6 +199,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise TBPTTError(f"--out {out} is a file; give a folder for results.json and the plot")
+    check_fits({"data": (data_bytes(args), "cpu")}, "lower --delay or --sequences")
     steps = 50 * args.delay
     print(
         f"delayed recall: output the symbol seen {args.delay} steps ago, over "
