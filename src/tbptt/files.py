@@ -6,6 +6,7 @@ import codecs
 import fcntl
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,6 +29,13 @@ def file_error(path: str | os.PathLike[str], where: str, problem: str, fix: str)
     """
     place = f"{os.fspath(path)}: {where}: " if where else f"{os.fspath(path)}: "
     return TBPTTError(" ".join(f"{place}{problem}; {fix}".splitlines()))
+
+
+def nesting_error(path: str | os.PathLike[str]) -> TBPTTError:
+    """The error for a document (JSON, TOML, a checkpoint's values) nested deeper than
+    Python's recursion limit lets it be read: refused, not a traceback."""
+    problem = f"is nested too deeply to read (over {sys.getrecursionlimit()} levels)"
+    return file_error(path, "", problem, "give a file whose values nest a few levels at most")
 
 
 def check_file(path: str | os.PathLike[str], kind: str = "file") -> Path:

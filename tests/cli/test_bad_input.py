@@ -74,6 +74,10 @@ def write_files(root: Path) -> None:
     for name, content in configs.items():
         (root / name).write_text(content)
     (root / "latin1.toml").write_bytes("# é\n".encode("latin-1"))
+    deep = "[" * 100_000 + "]" * 100_000
+    (root / "deep.json").write_text(deep)
+    (root / "deep.toml").write_text(f"[train]\nlr = {deep}\n")
+    (root / "deepvocab.json").write_text(f'{{"format": "tbptt-vocabulary", "tokens": {deep}}}')
 
 
 def flip_a_bit(data: bytes, payload: dict) -> bytes:
@@ -99,6 +103,15 @@ def write_checkpoints(root: Path) -> None:
     other = {**payload, "extra": {**payload["extra"], "config": wider}}
     (root / "mismatch" / "checkpoints").mkdir(parents=True)
     checkpoints.save(root / "mismatch" / "checkpoints" / "latest.pt", other)
+    nested: list = []
+    for _ in range(3000):  # deeper than Python's recursion limit lets the checksum go
+        nested = [nested]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # to write it
+    try:
+        torch.save({**payload, "extra": nested}, root / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
     (root / "notrun").mkdir()
     (root / "notrun" / "notes.txt").write_text("not a run")
 
@@ -289,6 +302,19 @@ CASES = {
         ["train", "--config", "latin1.toml", "--text", "corpus.txt", *NEW],
         ("not valid UTF-8",),
     ),
+    "config nested 100,000 deep (JSON)": (
+        ["train", "--config", "deep.json", "--text", "corpus.txt", *NEW],
+        ("deep.json: is nested too deeply to read",),
+    ),
+    "config nested 100,000 deep (TOML)": (
+        ["train", "--config", "deep.toml", "--text", "corpus.txt", *NEW],
+        ("deep.toml: is nested too deeply to read",),
+    ),
+    "vocabulary nested 100,000 deep": (
+        ["train", "--tokens", "ids.npy", "--vocabulary", "deepvocab.json", *NEW],
+        ("deepvocab.json: is nested too deeply to read",),
+    ),
+    "checkpoint nested 3,000 deep": (["eval", "deep.pt"], ("deep.pt: is nested too deeply",)),
     # run directories
     "existing run without --overwrite": (
         ["train", "--text", "corpus.txt", *NEW, "--run-dir", "runs/text"],

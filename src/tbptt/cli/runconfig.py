@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tbptt.errors import TBPTTError
-from tbptt.files import check_file, decode_error, file_error
+from tbptt.files import check_file, decode_error, file_error, nesting_error
 from tbptt.training.config import TrainConfig, check_seed
 
 if sys.version_info >= (3, 11):
@@ -538,6 +538,8 @@ def read_config_file(path: str) -> dict[str, dict[str, Any]]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         problem = f"not valid {checked_path.suffix.lstrip('.').upper() or 'TOML'} ({error})"
         raise file_error(checked_path, "", problem, "fix the syntax there") from None
+    except RecursionError:
+        raise nesting_error(checked_path) from None
     if not isinstance(document, dict):
         raise file_error(checked_path, "", "is not a table of settings", "see tbptt train --help")
     return check_document(document, str(path))

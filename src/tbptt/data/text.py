@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from tbptt.errors import TBPTTError
-from tbptt.files import atomic_write, check_file, decode_error, file_error
+from tbptt.files import atomic_write, check_file, decode_error, file_error, nesting_error
 
 UNK = "<unk>"
 """The token that stands for every token the vocabulary does not hold; always id 0."""
@@ -186,6 +186,8 @@ class Vocabulary:
         except json.JSONDecodeError as error:
             where = f"line {error.lineno}, column {error.colno}"
             raise file_error(path, where, f"not valid JSON ({error.msg})", fix) from None
+        except RecursionError:
+            raise nesting_error(path) from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise file_error(path, "", f"not a vocabulary (no format {FORMAT!r})", fix)
         if document.get("version") != VERSION:

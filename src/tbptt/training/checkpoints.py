@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tbptt.files import atomic_write, check_file, file_error
+from tbptt.files import atomic_write, check_file, file_error, nesting_error
 
 FORMAT = "tbptt-checkpoint"
 VERSION = 2
@@ -104,7 +104,11 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         problem = f"has checkpoint version {payload.get('version')!r}, this tbptt reads {VERSION}"
         raise file_error(path, "", problem, "use the tbptt version that wrote it")
     saved = payload.pop("checksum", None)
-    if payload["version"] >= 2 and saved != checksum(payload):
+    try:
+        matches = payload["version"] < 2 or saved == checksum(payload)
+    except RecursionError:
+        raise nesting_error(path) from None
+    if not matches:
         problem = "is damaged: its contents do not match the checksum saved with them"
         raise file_error(path, "", problem, DAMAGED_FIX)
     return payload
