@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import tbptt
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 
 FIX = "use cpu, cuda or cuda:N"
 
@@ -24,9 +24,9 @@ def parse_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise TBPTTError(f"device {name!r} is not a device name; {FIX}") from None
+        raise TBPTTError(f"device {quoted(name)} is not a device name; {FIX}") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise TBPTTError(f"device {name!r} is not supported; {FIX}")
+        raise TBPTTError(f"device {quoted(name)} is not supported; {FIX}")
     return device
 
 
@@ -36,14 +36,14 @@ def device_of(name: str) -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise TBPTTError(f"device {name!r}: this machine has no CUDA GPU; use cpu")
+            raise TBPTTError(f"device {quoted(name)}: this machine has no CUDA GPU; use cpu")
         if device.index is not None and device.index >= count:
             raise TBPTTError(
-                f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                f"device {quoted(name)}: this machine has {count} CUDA GPU(s), cuda:0 to "
                 f"cuda:{count - 1}; pick one of them"
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TBPTTError(f"device {name!r}: this machine has no MPS device; use cpu")
+        raise TBPTTError(f"device {quoted(name)}: this machine has no MPS device; use cpu")
     return device
 
 

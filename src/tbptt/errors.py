@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import os
+import reprlib
+
+QUOTE_LENGTH = 60
+"""The most characters of a string that a message quotes (its start and end)."""
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = QUOTE_LENGTH
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = _QUOTE.maxset = 6
+_QUOTE.maxlevel = 3
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` cut to a readable length, for a message that quotes what a user
+    gave: a long string keeps its start and end and says how long it is, a long or
+    deep container its first items (never the whole value: it may be 200 MB)."""
+    text = _QUOTE.repr(value)
+    if isinstance(value, str) and len(value) > QUOTE_LENGTH:
+        text += f" ({len(value):,} characters)"
+    return text
 
 
 class TBPTTError(ValueError):

@@ -11,6 +11,7 @@ subprocess.
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import shutil
@@ -451,6 +452,39 @@ def test_a_run_that_diverges_stops_in_one_line_and_leaves_nothing(world, monkeyp
     argv = ["train", "--text", "corpus.txt", *NEW, "--max-skips", "2", "--max-rollbacks", "2"]
     line = assert_refused(argv, ("training diverged at update 1", "lower --lr"), world, capsys)
     assert "2 rollbacks (learning rate lowered to 0.0005)" in line
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_a_vocabulary_token_of_megabytes_is_refused_in_a_short_line(
+    world, tmp_path, monkeypatch, capsys, level
+):
+    token = "x" * 2_000_000  # one "word"; 200 MB ones gave a 200 MB line
+    document = {"format": "tbptt-vocabulary", "version": 1, "level": level}
+    (tmp_path / "huge.json").write_text(json.dumps({**document, "tokens": ["<unk>", token]}))
+    monkeypatch.chdir(world)
+    argv = ["train", "--tokens", "ids.npy", "--vocabulary", str(tmp_path / "huge.json"), *NEW]
+    line = assert_refused(argv, ("token 1 is 2,000,000 characters long",), world, capsys)
+    assert len(line) < 400
+
+
+def test_a_word_of_megabytes_in_a_text_is_refused_in_a_short_line(
+    world, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "blob.txt").write_text("a few words\n" + "x" * 2_000_000 + "\n")
+    monkeypatch.chdir(world)
+    argv = ["train", "--text", str(tmp_path / "blob.txt"), "--level", "word", *NEW]
+    line = assert_refused(argv, ("a token of 2,000,000 characters", "level 'char'"), world, capsys)
+    assert len(line) < 400
+
+
+def test_a_csv_cell_of_megabytes_is_quoted_in_a_short_line(world, tmp_path, monkeypatch, capsys):
+    (tmp_path / "wide.csv").write_text("a,b\n1,2\n3," + "y" * 100_000 + "\n" + "4,5\n" * 50)
+    monkeypatch.chdir(world)
+    argv = ["train", "--csv", str(tmp_path / "wide.csv"), *NEW]
+    line = assert_refused(
+        argv, ("line 3, column 'b'", "(100,000 characters) is not a number"), world, capsys
+    )
+    assert len(line) < 400
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from tbptt.cli.runconfig import EvalConfig
 from tbptt.cli.rundata import objective
 from tbptt.cli.threads import use_threads
 from tbptt.data import Batch, Streams
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 from tbptt.files import atomic_write
 
 
@@ -34,7 +34,7 @@ def pair(text: str) -> tuple[int, int]:
     try:
         k1, k2 = (int(part) for part in text.split(":"))
     except ValueError:
-        raise TBPTTError(f"--pairs takes K1:K2 with integers, got {text!r}") from None
+        raise TBPTTError(f"--pairs takes K1:K2 with integers, got {quoted(text)}") from None
     return k1, k2
 
 

@@ -57,7 +57,7 @@ from tbptt.cli.threads import use_threads
 from tbptt.data import Streams, read_text
 from tbptt.data.tasks import TaskData
 from tbptt.devices import device_of
-from tbptt.errors import Stopped, TBPTTError
+from tbptt.errors import Stopped, TBPTTError, quoted
 from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
@@ -654,7 +654,7 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
     try:
         leads = [int(lead) for lead in (settings.leads or "").split(",") if lead.strip()]
     except ValueError:
-        raise TBPTTError(f"--leads {settings.leads!r}: give numbers like 1,24") from None
+        raise TBPTTError(f"--leads {quoted(settings.leads)}: give numbers like 1,24") from None
     leads = forecast_output.check_leads(leads, transforms.horizon)
     if file is None:
         series, origins, where = forecasting.scored_origins(

@@ -12,6 +12,7 @@ from dataclasses import MISSING, Field, fields, is_dataclass
 from typing import Any, NoReturn
 
 from tbptt.cli.runconfig import PATH_FIELDS, describe, field_docs, parse_option, split_optional
+from tbptt.errors import quoted
 
 FLAG_PRIORITY = ("train", "model", "data", "run")
 """A field name in two sections is ``--name`` in the first of these, ``--section-name``
@@ -49,7 +50,7 @@ def count(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not an integer >= 1")
     return value
 
 
@@ -60,7 +61,7 @@ def option_type(hint: Any) -> Callable[[str], Any]:
         try:
             return parse_option(text, hint)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {describe(hint)}") from None
+            raise argparse.ArgumentTypeError(f"{quoted(text)} is not {describe(hint)}") from None
 
     return parse
 

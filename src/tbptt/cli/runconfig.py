@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 from tbptt.files import check_file, decode_error, file_error, nesting_error
 from tbptt.training.config import TrainConfig, check_seed
 
@@ -333,9 +333,13 @@ class PredictConfig:
         one_of("split", self.split, ("validation", "test"))
         check_device(self.device)
         if self.out is None or Path(self.out).suffix not in (".csv", ".npy"):
-            raise TBPTTError(f"predict needs --out FILE ending in .csv or .npy, got {self.out!r}")
+            raise TBPTTError(
+                f"predict needs --out FILE ending in .csv or .npy, got {quoted(self.out)}"
+            )
         if self.plot is not None and Path(self.plot).suffix != ".png":
-            raise TBPTTError(f"--plot draws a PNG: give a file ending in .png, got {self.plot!r}")
+            raise TBPTTError(
+                f"--plot draws a PNG: give a file ending in .png, got {quoted(self.plot)}"
+            )
 
 
 @dataclass
@@ -400,7 +404,7 @@ def one_of(name: str, value: str, choices: typing.Iterable[str]) -> None:
     """Refuse ``value`` unless it is one of ``choices``, suggesting the nearest."""
     choices = list(choices)
     if value not in choices:
-        raise TBPTTError(f"{name} {value!r} is unknown; {nearest(value, choices)}")
+        raise TBPTTError(f"{name} {quoted(value)} is unknown; {nearest(value, choices)}")
 
 
 def at_least(minimum: int, **values: int | None) -> None:
@@ -414,7 +418,7 @@ def nearest(key: str, choices: typing.Sequence[str]) -> str:
     """'did you mean X?' for the closest of ``choices``, else the list of them."""
     close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     if close:
-        return f"did you mean {close[0]!r}?"
+        return f"did you mean {quoted(close[0])}?"
     return f"choose one of {', '.join(choices)}"
 
 
@@ -473,7 +477,7 @@ def convert(value: Any, hint: Any, where: str) -> Any:
         str: isinstance(value, str),
     }.get(base, isinstance(value, list) and all(isinstance(item, str) for item in value))
     if not good:
-        got = "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+        got = "nothing" if value is None else f"{quoted(value)} ({type(value).__name__})"
         raise TBPTTError(f"{where}: expected {describe(hint)}, got {got}; fix its value")
     return float(value) if base is float else value
 
@@ -499,7 +503,7 @@ def check_section(section: str, values: dict[str, Any], where: str) -> dict[str,
         if key not in hints:
             home = [name for name, other in SECTIONS.items() if key in typing.get_type_hints(other)]
             hint = f"it belongs in [{home[0]}]" if home else nearest(key, list(hints))
-            raise TBPTTError(f"{where}: [{section}] has no key {key!r}; {hint}")
+            raise TBPTTError(f"{where}: [{section}] has no key {quoted(key)}; {hint}")
         checked[key] = convert(value, hints[key], f"{where}: [{section}] {key}")
     return checked
 
@@ -511,7 +515,7 @@ def check_document(document: dict[str, Any], where: str) -> dict[str, dict[str, 
         if key in SECTIONS and isinstance(value, dict):
             checked[key] = check_section(key, value, where)
         elif key in SECTIONS:
-            raise TBPTTError(f"{where}: {key} must be a section [{key}], got {value!r}")
+            raise TBPTTError(f"{where}: {key} must be a section [{key}], got {quoted(value)}")
         elif key in RECORDED:
             continue
         elif key in TOP_LEVEL:
@@ -519,7 +523,7 @@ def check_document(document: dict[str, Any], where: str) -> dict[str, dict[str, 
             checked["run"][key] = convert(value, key_type, f"{where}: {key}")
         else:
             hint = nearest(key, [*SECTIONS, *TOP_LEVEL])
-            raise TBPTTError(f"{where}: unknown key {key!r} at the top level; {hint}")
+            raise TBPTTError(f"{where}: unknown key {quoted(key)} at the top level; {hint}")
     return checked
 
 

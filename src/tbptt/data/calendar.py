@@ -17,7 +17,7 @@ from datetime import datetime
 
 import numpy as np
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 
 CALENDAR_FIELDS = {"hour": 24.0, "weekday": 7.0, "month": 12.0, "dayofyear": 365.25}
 """Calendar fields and their periods."""
@@ -65,7 +65,7 @@ def calendar_features(
     for name in fields:
         if name not in CALENDAR_FIELDS:
             known = ", ".join(CALENDAR_FIELDS)
-            raise TBPTTError(f"calendar field {name!r} is unknown; choose among {known}")
+            raise TBPTTError(f"calendar field {quoted(name)} is unknown; choose among {known}")
     stamps = as_datetimes(times)
     if stamps is None:
         raise TBPTTError(

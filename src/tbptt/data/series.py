@@ -38,7 +38,7 @@ from torch import Tensor
 
 from tbptt.data.calendar import parse_time
 from tbptt.data.text import split_point
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 from tbptt.files import check_file, decode_error, file_error
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -111,7 +111,7 @@ class Series:
         """
         for name, value, low in (("horizon", horizon, 1), ("offset", offset, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise TBPTTError(f"{name}={value!r} must be an integer >= {low}")
+                raise TBPTTError(f"{name}={quoted(value)} must be an integer >= {low}")
         origins = len(self) - offset - horizon + 1
         if origins < 1:
             raise TBPTTError(
@@ -162,7 +162,7 @@ def as_columns(values: Any, name: str) -> np.ndarray:
         row, column = (int(i) for i in bad[0])
         value = array_values[row, column].item()
         raise TBPTTError(
-            f"{name}[{row}, {column}] is {value!r}, not a finite float32; "
+            f"{name}[{row}, {column}] is {quoted(value)}, not a finite float32; "
             "fill in or drop the bad values before making a Series"
         )
     return result
@@ -242,7 +242,7 @@ def parse_csv(path: os.PathLike[str], reader: Any, columns: Columns) -> Series:
     else:
         target_columns = pick_columns(path, header, columns.targets, "targets")
     if time is not None and time in {*input_columns, *target_columns}:
-        problem = f"{header[time]!r} is the time column, so it cannot be an input or target"
+        problem = f"{quoted(header[time])} is the time column, so it cannot be an input or target"
         raise file_error(path, "the header", problem, "leave it out of inputs and targets")
     used = sorted(set(input_columns) | set(target_columns))
     table, times = read_rows(path, rows, reader, header, used, time)
@@ -280,7 +280,7 @@ def read_header(path: os.PathLike[str], reader: Any) -> list[str]:
             problem = f"column {index + 1} has no name"
             raise file_error(path, where, problem, "name every column in the header")
         if name in names[:index]:
-            raise file_error(path, where, f"two columns are named {name!r}", "rename one")
+            raise file_error(path, where, f"two columns are named {quoted(name)}", "rename one")
     if all(parse_number(name) is not None for name in names):
         problem = "the first line holds numbers, not column names"
         raise file_error(path, where, problem, "add a header row naming the columns")
@@ -301,8 +301,8 @@ def pick_columns(
     for name in names:
         if name not in header:
             close = difflib.get_close_matches(name, header, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            problem = f"no column {name!r} (in {role})"
+            hint = f"did you mean {quoted(close[0])}? " if close else ""
+            problem = f"no column {quoted(name)} (in {role})"
             fix = f"{hint}the columns are {', '.join(map(repr, header))}"
             raise file_error(path, where, problem, fix)
     if len(set(names)) != len(names):
@@ -331,8 +331,8 @@ def read_rows(
         if time is not None:
             stamp = row[time].strip()
             if parse_time(stamp) is None and parse_number(stamp) is None:
-                where = f"line {reader.line_num}, column {header[time]!r} (the time column)"
-                problem = f"{stamp!r} is not a date, time or number"
+                where = f"line {reader.line_num}, column {quoted(header[time])} (the time column)"
+                problem = f"{quoted(stamp)} is not a date, time or number"
                 fix = "write ISO 8601 (2020-01-31 or 2020-01-31T13:00), or name --time-column"
                 raise file_error(path, where, problem, fix)
             times.append(stamp)
@@ -340,7 +340,7 @@ def read_rows(
             cell = row[column].strip()
             number = parse_number(cell)
             if number is None:
-                where = f"line {reader.line_num}, column {header[column]!r}"
+                where = f"line {reader.line_num}, column {quoted(header[column])}"
                 raise file_error(path, where, *cell_problem(cell))
             values.append(number)
     if not values:
@@ -366,10 +366,10 @@ def cell_problem(cell: str) -> tuple[str, str]:
         number = float(cell)
     except ValueError:
         fix = "write a number there, or leave the column out of inputs/targets"
-        return f"{cell!r} is not a number", fix
+        return f"{quoted(cell)} is not a number", fix
     if math.isfinite(number):
-        return f"{cell!r} is too large for float32", "rescale the column"
-    return f"{cell!r} is not finite", "replace it with a finite number or remove the row"
+        return f"{quoted(cell)} is too large for float32", "rescale the column"
+    return f"{quoted(cell)} is not finite", "replace it with a finite number or remove the row"
 
 
 @dataclass(frozen=True)

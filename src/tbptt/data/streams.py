@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from tbptt.data.tokens import file_location, read_runs
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Streams(torch.utils.data.IterableDataset):
             if flags is not None and len(flags) != len(inputs):
                 raise TBPTTError(f"{name} has {len(flags)} entries, expected {len(inputs)}")
         if remainder not in ("drop", "pad"):
-            raise TBPTTError(f"remainder must be 'drop' or 'pad', got {remainder!r}")
+            raise TBPTTError(f"remainder must be 'drop' or 'pad', got {quoted(remainder)}")
         if len(inputs) < batch_size:
             raise TBPTTError(
                 f"batch_size {batch_size} is larger than the data ({len(inputs)} steps): "
@@ -230,7 +230,7 @@ def check_positive(**sizes: int) -> None:
     """Raise unless every named size is an int >= 1."""
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise TBPTTError(f"{name} must be an integer >= 1, got {size!r}")
+            raise TBPTTError(f"{name} must be an integer >= 1, got {quoted(size)}")
 
 
 Item = tuple[int | None, int]
@@ -302,7 +302,7 @@ def check_sequences(
     """Raise a one-line error for sequences that cannot be laid out."""
     check_positive(batch_size=batch_size, steps=steps)
     if target_at not in ("every_step", "last_step"):
-        raise TBPTTError(f"target_at must be 'every_step' or 'last_step', got {target_at!r}")
+        raise TBPTTError(f"target_at must be 'every_step' or 'last_step', got {quoted(target_at)}")
     if not sequences:
         raise TBPTTError("no sequences given: pass at least one (inputs, targets) pair")
     for number, (inputs, targets) in enumerate(sequences):

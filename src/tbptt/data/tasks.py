@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +55,7 @@ class TaskData:
 def _check_int(name: str, value: object, minimum: int, why: str = "") -> int:
     """``value`` if it is an int >= ``minimum``, else a TBPTTError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TBPTTError(f"{name} must be an integer >= {minimum}{why}, got {value!r}")
+        raise TBPTTError(f"{name} must be an integer >= {minimum}{why}, got {quoted(value)}")
     return value
 
 
@@ -413,7 +413,7 @@ def mackey_glass(length: int, *, horizon: int = 1, tau: float = 17, seed: int) -
     finite = isinstance(tau, int | float) and math.isfinite(tau)
     tau_steps = round(tau / _MG_DT) if finite else 0
     if tau_steps < 1 or not math.isclose(tau_steps * _MG_DT, tau):
-        raise TBPTTError(f"tau must be a positive multiple of the step {_MG_DT}, got {tau!r}")
+        raise TBPTTError(f"tau must be a positive multiple of the step {_MG_DT}, got {quoted(tau)}")
     start = float(_rng(seed).uniform(0.5, 1.5))
     series = _mackey_glass_series(length + horizon, tau_steps, start)
     inputs = series[:length].reshape(length, 1, 1)

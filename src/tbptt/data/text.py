@@ -13,6 +13,9 @@ order. Two levels:
   spaces, so ``decode(encode(text))`` is ``text`` with every line's words joined by
   one space and no spaces at line ends.
 
+A token has at most ``MAX_TOKEN_LENGTH`` (1,000) characters, so a "word" that is a
+whole file is refused, when a vocabulary is built or loaded, in a short message.
+
 At both levels a token seen fewer than ``min_count`` times while building, or not
 seen at all (a character that appears only in a validation file, say), is encoded
 as ``<unk>`` (id 0), and id 0 decodes to the string ``"<unk>"``.
@@ -36,13 +39,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 from tbptt.files import atomic_write, check_file, decode_error, file_error, nesting_error
 
 UNK = "<unk>"
 """The token that stands for every token the vocabulary does not hold; always id 0."""
 
 LEVELS = ("char", "word")
+MAX_TOKEN_LENGTH = 1000
+"""The most characters a token may have (a word's; a character's is 1), so that a
+vocabulary whose tokens are not words (a whole file in one) is refused, not read."""
 FORMAT = "tbptt-vocabulary"
 VERSION = 1
 _WORD = re.compile(r"\n|\S+")
@@ -75,7 +81,7 @@ def tokenize(text: str, level: str) -> list[str]:
 def check_level(level: str) -> None:
     """Refuse a level other than "char" or "word"."""
     if level not in LEVELS:
-        raise TBPTTError(f"level={level!r} is not a vocabulary level; use 'char' or 'word'")
+        raise TBPTTError(f"level={quoted(level)} is not a vocabulary level; use 'char' or 'word'")
 
 
 def token_problem(tokens: Sequence[Any], level: str) -> str | None:
@@ -85,16 +91,21 @@ def token_problem(tokens: Sequence[Any], level: str) -> str | None:
     seen: set[str] = set()
     for index, token in enumerate(tokens):
         if not isinstance(token, str):
-            return f"token {index} is {token!r}, not a string"
+            return f"token {index} is {quoted(token)}, not a string"
         if token in seen:
-            return f"token {index} ({token!r}) appears twice"
+            return f"token {index} ({quoted(token)}) appears twice"
         seen.add(token)
         if index == 0:
             continue
+        if len(token) > MAX_TOKEN_LENGTH:
+            return (
+                f"token {index} is {len(token):,} characters long, more than the "
+                f"{MAX_TOKEN_LENGTH:,} a token may have"
+            )
         if level == "char" and len(token) != 1:
-            return f"token {index} ({token!r}) is not one character"
+            return f"token {index} ({quoted(token)}) is not one character"
         if level == "word" and token != "\n" and _WORD.fullmatch(token) is None:
-            return f"token {index} ({token!r}) is not a word (empty or holds whitespace)"
+            return f"token {index} ({quoted(token)}) is not a word (empty or holds whitespace)"
     return None
 
 
@@ -128,12 +139,18 @@ class Vocabulary:
         """The vocabulary of tokens counted ``counts[token]`` times (e.g. over a stream)."""
         check_level(level)
         if not isinstance(min_count, int) or min_count < 1:
-            raise TBPTTError(f"min_count={min_count!r} must be an integer >= 1")
+            raise TBPTTError(f"min_count={quoted(min_count)} must be an integer >= 1")
         if not any(token != UNK for token in counts):
             raise TBPTTError("the text holds no tokens; build the vocabulary from non-empty text")
         kept = [t for t, c in counts.items() if c >= min_count and t != UNK]
         if not kept:
             raise TBPTTError(f"min_count={min_count} leaves no tokens; lower min_count")
+        if (long := next((t for t in kept if len(t) > MAX_TOKEN_LENGTH), None)) is not None:
+            raise TBPTTError(
+                f"the text holds a token of {len(long):,} characters, {quoted(long)}, more "
+                f"than the {MAX_TOKEN_LENGTH:,} a token may have; use level 'char', or a "
+                "min_count above its count"
+            )
         kept.sort(key=lambda token: (-counts[token], token))
         return cls((UNK, *kept), level)
 
@@ -159,7 +176,7 @@ class Vocabulary:
         for position, value in enumerate(values):
             if not isinstance(value, (int, np.integer)) or not 0 <= value < self.size:
                 raise TBPTTError(
-                    f"id {value!r} at position {position} is not in this vocabulary of "
+                    f"id {quoted(value)} at position {position} is not in this vocabulary of "
                     f"{self.size} tokens; decode ids made by the same vocabulary"
                 )
             tokens.append(self.tokens[value])
@@ -192,10 +209,10 @@ class Vocabulary:
             raise file_error(path, "", f"not a vocabulary (no format {FORMAT!r})", fix)
         if document.get("version") != VERSION:
             version = document.get("version")
-            raise file_error(path, "key 'version'", f"version {version!r} is unknown", fix)
+            raise file_error(path, "key 'version'", f"version {quoted(version)} is unknown", fix)
         level = document.get("level")
         if level not in LEVELS:
-            raise file_error(path, "key 'level'", f"{level!r} is not 'char' or 'word'", fix)
+            raise file_error(path, "key 'level'", f"{quoted(level)} is not 'char' or 'word'", fix)
         tokens = document.get("tokens")
         if not isinstance(tokens, list):
             raise file_error(path, "key 'tokens'", "missing or not a list", fix)
@@ -212,7 +229,7 @@ def split_point(length: int, validation_fraction: float, what: str = "tokens") -
     """
     if not 0 < validation_fraction < 1:
         raise TBPTTError(
-            f"validation_fraction={validation_fraction!r} must lie strictly between 0 and 1"
+            f"validation_fraction={quoted(validation_fraction)} must lie strictly between 0 and 1"
         )
     validation = round(length * validation_fraction)
     if validation < 1 or validation >= length:

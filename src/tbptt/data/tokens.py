@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tbptt.data.text import Vocabulary, check_level, tokenize
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 from tbptt.files import atomic_write, check_file, decode_error, file_error
 
 RAW_DTYPES = ("uint16", "uint32", "int32", "int64")
@@ -47,7 +47,7 @@ def token_dtype(vocabulary_size: int, dtype: str | np.dtype | None = None) -> np
     except TypeError:
         name = repr(dtype)
     if name not in RAW_DTYPES:
-        raise TBPTTError(f"dtype={dtype!r} is not a token dtype; use one of {RAW_DTYPES}")
+        raise TBPTTError(f"dtype={quoted(dtype)} is not a token dtype; use one of {RAW_DTYPES}")
     largest = int(np.iinfo(name).max)
     if vocabulary_size - 1 > largest:
         raise TBPTTError(
@@ -67,7 +67,7 @@ def read_chunks(path: str | os.PathLike[str], level: str, chunk_chars: int) -> I
     """
     check_level(level)
     if not isinstance(chunk_chars, int) or chunk_chars < 1:
-        raise TBPTTError(f"chunk_chars={chunk_chars!r} must be an integer >= 1")
+        raise TBPTTError(f"chunk_chars={quoted(chunk_chars)} must be an integer >= 1")
     path = check_file(path, "text file")
     try:
         with open(path, encoding="utf-8-sig", errors="strict", newline="") as file:
@@ -191,7 +191,7 @@ def open_npy(path: Path, dtype: str | np.dtype | None) -> np.memmap:
     if ids.size == 0:
         raise file_error(path, "", "holds no ids (an empty array)", fix)
     if dtype is not None and token_dtype(1, dtype) != ids.dtype:
-        problem = f"holds {ids.dtype} ids but dtype={dtype!r} was given"
+        problem = f"holds {ids.dtype} ids but dtype={quoted(dtype)} was given"
         raise file_error(path, "", problem, "leave dtype out for .npy files")
     return ids
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, quoted
 
 if TYPE_CHECKING:
     from torch import nn
@@ -39,7 +39,7 @@ MAX_LR = 1e30
 def check_seed(name: str, seed: object) -> None:
     """Refuse a seed that is not an integer in [0, MAX_SEED]."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise TBPTTError(f"{name} must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        raise TBPTTError(f"{name} must be an integer from 0 to 2**63 - 1, got {quoted(seed)}")
 
 
 @dataclass
@@ -146,7 +146,7 @@ class TrainConfig:
             raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
         if self.precision not in PRECISIONS:
             raise TBPTTError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                f"precision must be one of {', '.join(PRECISIONS)}, got {quoted(self.precision)}"
             )
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
@@ -174,7 +174,7 @@ class TrainConfig:
         parse_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise TBPTTError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {quoted(self.optimizer)}"
             )
         if not 1 < self.plateau_factor < math.inf:
             raise TBPTTError(
@@ -185,7 +185,7 @@ class TrainConfig:
             raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
         if self.schedule not in SCHEDULES:
             raise TBPTTError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {quoted(self.schedule)}"
             )
 
     def batch_steps(self, whole: int) -> int:

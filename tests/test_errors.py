@@ -1,0 +1,26 @@
+"""Messages quote what a user gave cut to a readable length."""
+
+from __future__ import annotations
+
+from tbptt.errors import QUOTE_LENGTH, quoted
+
+
+def test_a_short_value_is_quoted_as_repr_writes_it():
+    assert quoted("fast") == "'fast'"
+    assert quoted(3) == "3"
+    assert quoted(None) == "None"
+
+
+def test_a_long_string_keeps_its_ends_and_says_how_long_it_was():
+    text = quoted("a" * 10 + "x" * 200_000_000 + "z")
+    assert len(text) < 2 * QUOTE_LENGTH
+    assert text.startswith("'aaaaaaaaaa") and "z'" in text
+    assert text.endswith("(200,000,011 characters)")
+
+
+def test_a_long_or_deep_container_is_cut_to_its_first_items():
+    assert len(quoted(list(range(10**6)))) < 50
+    deep: list = []
+    for _ in range(10_000):
+        deep = [deep]
+    assert len(quoted(deep)) < 20
