@@ -113,6 +113,15 @@ def write_checkpoints(root: Path) -> None:
         torch.save({**payload, "extra": nested}, root / "deep.pt")
     finally:
         sys.setrecursionlimit(limit)
+    edits = {
+        "vocabnotokens.pt": {"vocabulary": {"level": "char"}},
+        "vocabstring.pt": {"vocabulary": "abcd"},
+        "sizestring.pt": {"sizes": {"vocab_size": "5"}},
+    }
+    for name, edit in edits.items():
+        checkpoints.save(root / name, {**payload, "extra": {**payload["extra"], **edit}})
+    position = {**payload["position"], "window": "3"}
+    checkpoints.save(root / "positionstring.pt", {**payload, "position": position})
     (root / "notrun").mkdir()
     (root / "notrun" / "notes.txt").write_text("not a run")
 
@@ -366,6 +375,22 @@ CASES = {
     "foreign checkpoint": (["eval", "foreign.pt"], ("not a tbptt checkpoint",)),
     "checkpoint of a newer version": (["eval", "future.pt"], ("checkpoint version 99",)),
     "checkpoint without a run config": (["eval", "library.pt"], ("holds no run config",)),
+    "checkpoint vocabulary without tokens": (
+        ["eval", "vocabnotokens.pt"],
+        ("vocabnotokens.pt: extra.vocabulary.tokens: is None, not a list", "unedited"),
+    ),
+    "checkpoint vocabulary that is a string": (
+        ["generate", "vocabstring.pt"],
+        ("vocabstring.pt: extra.vocabulary: is 'abcd', not a table",),
+    ),
+    "checkpoint size given as a string": (
+        ["eval", "sizestring.pt"],
+        ("sizestring.pt: extra.sizes.vocab_size: is '5', not an integer >= 1",),
+    ),
+    "checkpoint position given as a string": (
+        ["eval", "positionstring.pt"],
+        ("positionstring.pt: position.window: is '3', not an integer >= 0",),
+    ),
     "checkpoint whose weights do not fit": (
         ["eval", "mismatch"],
         ("its weights do not fit its config",),

@@ -53,6 +53,7 @@ from tbptt.cli.rundata import (
     task_metric,
     task_streams,
 )
+from tbptt.cli.schema import check_saved
 from tbptt.cli.threads import use_threads
 from tbptt.data import Streams, read_text
 from tbptt.data.tasks import TaskData
@@ -488,11 +489,11 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]
     if not (
         isinstance(saved, dict)
         and isinstance(saved.get("config"), dict)
-        and isinstance(saved.get("sizes"), dict)
         and isinstance(state.get("model"), dict)
     ):
         problem = "holds no run config (it was not written by tbptt train)"
         raise file_error(path, "", problem, "give a checkpoint from a run's checkpoints/")
+    check_saved(path, state)
     return state, saved, from_dict(saved["config"], f"{path}: its config")
 
 

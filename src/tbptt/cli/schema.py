@@ -1,0 +1,94 @@
+"""What a run's checkpoint must hold, checked when it is opened: a checkpoint whose
+``extra`` (or position) was edited is refused in one line naming the checkpoint and
+the field, instead of failing later with a ``TypeError`` or ``KeyError``.
+
+``extra`` holds ``config`` (a table, checked as a config file is), ``sizes`` (the
+model's ``vocab_size``, ``input_size``, ``output_size``: integers >= 1),
+``vocabulary`` (none, or a table of ``level`` and ``tokens``, checked as a
+vocabulary file is), ``normalizer`` (none, or ``mean`` and ``std`` lists of numbers),
+``columns`` (none, or ``inputs`` and ``targets`` lists of names) and, for a CSV run,
+``forecast`` (a table). ``position`` holds ``epoch``, ``batch`` and ``window``:
+integers >= 0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tbptt.data.text import LEVELS, token_problem
+from tbptt.errors import TBPTTError, quoted
+from tbptt.files import file_error
+
+SIZES = ("vocab_size", "input_size", "output_size")
+POSITION = ("epoch", "batch", "window")
+FIX = "give a checkpoint as tbptt wrote it (unedited), or retrain"
+
+
+def check_saved(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose ``extra`` or ``position`` breaks the schema above."""
+    extra = state.get("extra")
+    if not isinstance(extra, dict) or not isinstance(extra.get("config"), dict):
+        raise bad(path, "extra.config", "is missing (it was not written by tbptt train)")
+    sizes = extra.get("sizes")
+    if not isinstance(sizes, dict):
+        raise bad(path, "extra.sizes", f"is {quoted(sizes)}, not a table of sizes")
+    for key, value in sizes.items():
+        if key not in SIZES:
+            raise bad(path, f"extra.sizes.{key}", f"is not one of {', '.join(SIZES)}")
+        if not whole(value, 1):
+            raise bad(path, f"extra.sizes.{key}", f"is {quoted(value)}, not an integer >= 1")
+    check_vocabulary(path, extra.get("vocabulary"))
+    check_lists(path, "normalizer", extra.get("normalizer"), ("mean", "std"), (int, float))
+    check_lists(path, "columns", extra.get("columns"), ("inputs", "targets"), (str,))
+    if extra.get("forecast") is not None and not isinstance(extra["forecast"], dict):
+        raise bad(path, "extra.forecast", f"is {quoted(extra['forecast'])}, not a table")
+    position = state.get("position")
+    if position is not None:
+        if not isinstance(position, dict):
+            raise bad(path, "position", f"is {quoted(position)}, not a table")
+        for key in POSITION:
+            if not whole(position.get(key), 0):
+                problem = f"is {quoted(position.get(key))}, not an integer >= 0"
+                raise bad(path, f"position.{key}", problem)
+
+
+def check_vocabulary(path: str | os.PathLike[str], vocabulary: Any) -> None:
+    """A saved vocabulary: none, or ``level`` and valid ``tokens``."""
+    if vocabulary is None:
+        return
+    if not isinstance(vocabulary, dict):
+        raise bad(path, "extra.vocabulary", f"is {quoted(vocabulary)}, not a table")
+    level, tokens = vocabulary.get("level"), vocabulary.get("tokens")
+    if level not in LEVELS:
+        raise bad(path, "extra.vocabulary.level", f"is {quoted(level)}, not 'char' or 'word'")
+    if not isinstance(tokens, list | tuple):
+        raise bad(path, "extra.vocabulary.tokens", f"is {quoted(tokens)}, not a list")
+    if (problem := token_problem(tokens, level)) is not None:
+        raise bad(path, "extra.vocabulary.tokens", problem)
+
+
+def check_lists(
+    path: str | os.PathLike[str], name: str, value: Any, keys: tuple[str, ...], kinds: tuple
+) -> None:
+    """None, or a table of exactly ``keys``, each a list of ``kinds``."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise bad(path, f"extra.{name}", f"is {quoted(value)}, not a table of {', '.join(keys)}")
+    for key in keys:
+        items = value[key]
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(item, kinds) and not isinstance(item, bool) for item in items
+        ):
+            raise bad(path, f"extra.{name}.{key}", f"is {quoted(items)}, not a list")
+
+
+def whole(value: Any, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def bad(path: str | os.PathLike[str], field: str, problem: str) -> TBPTTError:
+    """The error for a checkpoint whose ``field`` breaks the schema."""
+    return file_error(path, field, problem, FIX)
