@@ -6,6 +6,7 @@ import codecs
 import fcntl
 import os
 import re
+import stat
 import sys
 import uuid
 from collections.abc import Iterator
@@ -45,9 +46,33 @@ def check_file(path: str | os.PathLike[str], kind: str = "file") -> Path:
         raise file_error(path, "", f"no such {kind}", "check the path")
     if path.is_dir():
         raise file_error(path, "", "is a folder, not a file", f"give the path of a {kind}")
+    if (special := special_file(path)) is not None:
+        problem = f"is not a regular file ({special})"
+        raise file_error(path, "", problem, f"give the path of a {kind} on disk")
     if path.stat().st_size == 0:
         raise file_error(path, "", f"the {kind} is empty", "give a file that holds data")
     return path
+
+
+def special_file(path: Path) -> str | None:
+    """What ``path`` is if it is not a regular file on disk (a FIFO, a device, a
+    socket, or a kernel file under /proc or /sys, which only looks like one), else None.
+    Reading one could block forever (a FIFO), never end (``/dev/zero``) or read the
+    system's state, and its size says nothing."""
+    mode = path.stat().st_mode
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    if not stat.S_ISREG(mode):
+        return "not a file"
+    if path.resolve().parts[1:2] in (("proc",), ("sys",)):
+        return "a kernel file under /proc or /sys"
+    return None
 
 
 def decode_error(path: Path) -> TBPTTError:

@@ -120,6 +120,13 @@ def write_checkpoints(root: Path) -> None:
     }
     for name, edit in edits.items():
         checkpoints.save(root / name, {**payload, "extra": {**payload["extra"], **edit}})
+    data = {**config["data"], "text": "/etc/passwd"}
+    crafted = {**payload["extra"], "config": {**config, "data": data}}
+    checkpoints.save(root / "crafted.pt", {**payload, "extra": crafted})
+    shutil.copytree(root / "runs" / "text", root / "craftedrun")
+    checkpoints.save(root / "craftedrun" / "checkpoints" / "best.pt", {**payload, "extra": crafted})
+    shutil.copy(good, root / "lone.pt")
+    os.mkfifo(root / "fifo")
     position = {**payload["position"], "window": "3"}
     checkpoints.save(root / "positionstring.pt", {**payload, "position": position})
     (root / "notrun").mkdir()
@@ -395,6 +402,29 @@ CASES = {
         ["eval", "mismatch"],
         ("its weights do not fit its config",),
     ),
+    # files a checkpoint names, and files that are not regular files
+    "eval of a lone checkpoint naming /etc/passwd": (
+        ["eval", "crafted.pt"],
+        ("crafted.pt: names data files ('/etc/passwd')", "tbptt eval CHECKPOINT FILE"),
+    ),
+    "eval of a run whose checkpoint names another file than its config.json": (
+        ["eval", "craftedrun"],
+        ("best.pt: names data files ('/etc/passwd')", "its config.json names others"),
+    ),
+    "advise on a lone checkpoint without FILE": (
+        ["advise", "lone.pt", "--steps", "16"],
+        ("lone.pt: names data files", "no run directory around it"),
+    ),
+    "eval on a FIFO": (["eval", "runs/text", "fifo"], ("is not a regular file (a FIFO)",)),
+    "eval on /dev/zero": (
+        ["eval", "runs/text", "/dev/zero"],
+        ("/dev/zero: is not a regular file (a character device)",),
+    ),
+    "eval on a /proc file": (
+        ["eval", "runs/text", "/proc/self/status"],
+        ("is not a regular file (a kernel file under /proc or /sys)",),
+    ),
+    "train on a FIFO": (["train", "--text", "fifo", *NEW], ("is not a regular file (a FIFO)",)),
     "eval file missing the run's columns": (
         ["eval", "runs/series", "other.csv"],
         ("no column 'a'",),
@@ -477,6 +507,14 @@ def test_a_run_that_diverges_stops_in_one_line_and_leaves_nothing(world, monkeyp
     argv = ["train", "--text", "corpus.txt", *NEW, "--max-skips", "2", "--max-rollbacks", "2"]
     line = assert_refused(argv, ("training diverged at update 1", "lower --lr"), world, capsys)
     assert "2 rollbacks (learning rate lowered to 0.0005)" in line
+
+
+def test_a_lone_checkpoint_is_evaluated_on_the_file_the_user_names(world, monkeypatch, capsys):
+    monkeypatch.chdir(world)
+    code, err = run_cli(["eval", "lone.pt", "corpus.txt", "--json"], capsys)
+    assert code == 0, err
+    code, err = run_cli(["eval", "crafted.pt", "corpus.txt", "--json"], capsys)
+    assert code == 0, err  # the user named the file: the checkpoint's path is not read
 
 
 @pytest.mark.parametrize("level", ["char", "word"])

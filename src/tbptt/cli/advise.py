@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from tbptt import diagnostics
-from tbptt.cli.commands import evaluation_data, load_model
+from tbptt.cli.commands import checkpoint_file, evaluation_data, load_model
 from tbptt.cli.output import progress_bar
 from tbptt.cli.runconfig import EvalConfig
 from tbptt.cli.rundata import objective
+from tbptt.cli.schema import check_recorded_files
 from tbptt.cli.threads import use_threads
 from tbptt.data import Batch, Streams
 from tbptt.errors import TBPTTError, quoted
@@ -56,6 +57,12 @@ def candidates(ks: list[int] | None, pairs: list[str], steps: int) -> list[tuple
     """The truncations to measure, each checked: 1 <= k1 <= k2 < steps."""
     chosen = diagnostics.default_truncations(steps) if ks is None and not pairs else []
     chosen += [(k, k) for k in ks or []] + [pair(text) for text in pairs]
+    if not chosen:
+        raise TBPTTError(
+            f"a sample of {steps} step(s) leaves no truncation to compare with full BPTT "
+            "(the default candidates are k = 2, 4, 8, ... below --steps); raise --steps, "
+            "or give --k or --pairs"
+        )
     for k1, k2 in chosen:
         if not 1 <= k1 <= k2 or k2 > steps:
             raise TBPTTError(
@@ -87,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
     out = out_folder(args, checkpoint)
     settings = EvalConfig(seed=args.seed, device=args.device)
     model, saved, config = load_model(checkpoint, settings)
+    if args.file is None:
+        check_recorded_files(checkpoint_file(checkpoint), config)
     streams, _, _ = evaluation_data(config, saved, args.file, settings)
     batch = sample(streams, args.steps, args.streams).to(settings.device)
     steps = batch.inputs.shape[0]

@@ -53,7 +53,7 @@ from tbptt.cli.rundata import (
     task_metric,
     task_streams,
 )
-from tbptt.cli.schema import check_saved
+from tbptt.cli.schema import check_recorded_files, check_saved
 from tbptt.cli.threads import use_threads
 from tbptt.data import Streams, read_text
 from tbptt.data.tasks import TaskData
@@ -474,9 +474,9 @@ def write_error(error: OSError, run_dir: Path) -> TBPTTError:
     return file_error(run_dir, "", problem, fix)
 
 
-def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]:
-    """A run's checkpoint, its ``extra`` and its config; a directory means its
-    ``checkpoints/best.pt`` (or ``latest.pt``)."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint ``path`` names: a run directory's ``checkpoints/best.pt`` (or
+    ``latest.pt``), or the file itself."""
     path = Path(path)
     if path.is_dir():
         best, latest = path / "checkpoints" / "best.pt", path / "checkpoints" / "latest.pt"
@@ -484,6 +484,13 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]
             problem = "is a folder but not a run directory (no checkpoints/best.pt or latest.pt)"
             raise file_error(path, "", problem, "give a run directory or a checkpoint file")
         path = best if best.exists() else latest
+    return path
+
+
+def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]:
+    """A run's checkpoint, its ``extra`` and its config; a directory means its
+    ``checkpoints/best.pt`` (or ``latest.pt``)."""
+    path = checkpoint_file(path)
     state = checkpoints.load(path)
     saved = state.get("extra")
     if not (
@@ -570,6 +577,8 @@ def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, Any
     CSV run, the forecast report (:func:`tbptt.cli.forecasting.score`)."""
     use_threads(settings.threads)
     model, saved, config = load_model(path, settings)
+    if file is None:
+        check_recorded_files(checkpoint_file(path), config)
     if config.data.csv is not None:
         return forecasting.evaluate_run(
             model, config, saved, file, settings.split, settings.warmup, settings.device
@@ -658,6 +667,7 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         raise TBPTTError(f"--leads {quoted(settings.leads)}: give numbers like 1,24") from None
     leads = forecast_output.check_leads(leads, transforms.horizon)
     if file is None:
+        check_recorded_files(checkpoint_file(path), config)
         series, origins, where = forecasting.scored_origins(
             config, transforms, file, settings.split, settings.warmup
         )

@@ -9,13 +9,22 @@ vocabulary file is), ``normalizer`` (none, or ``mean`` and ``std`` lists of numb
 ``columns`` (none, or ``inputs`` and ``targets`` lists of names) and, for a CSV run,
 ``forecast`` (a table). ``position`` holds ``epoch``, ``batch`` and ``window``:
 integers >= 0.
+
+A checkpoint also names the data files its run read. ``tbptt eval``, ``predict`` and
+``advise`` without FILE read them only when the run directory the checkpoint lies in
+(``RUN/checkpoints/``) has a ``config.json`` naming the same files
+(:func:`check_recorded_files`): a file is never read because a checkpoint alone
+names it (a crafted one could name any path on the machine).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
+from tbptt.cli.runconfig import PATH_FIELDS, RunConfig
 from tbptt.data.text import LEVELS, token_problem
 from tbptt.errors import TBPTTError, quoted
 from tbptt.files import file_error
@@ -92,3 +101,33 @@ def whole(value: Any, minimum: int) -> bool:
 def bad(path: str | os.PathLike[str], field: str, problem: str) -> TBPTTError:
     """The error for a checkpoint whose ``field`` breaks the schema."""
     return file_error(path, field, problem, FIX)
+
+
+def check_recorded_files(checkpoint: Path, config: RunConfig) -> None:
+    """Refuse to read the data files ``config`` (the checkpoint's) names unless the
+    ``config.json`` of the run directory holding ``checkpoint`` names the same."""
+    named = {
+        name: getattr(config.data, name)
+        for name in PATH_FIELDS
+        if getattr(config.data, name) is not None
+    }
+    if not named:
+        return
+    run_config = checkpoint.parent.parent / "config.json"
+    recorded: Any = None
+    if checkpoint.parent.name == "checkpoints" and run_config.is_file():
+        try:
+            recorded = json.loads(run_config.read_text(encoding="utf-8")).get("data")
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+            recorded = None
+    if isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in named.items()):
+        return
+    files = ", ".join(quoted(value) for value in named.values())
+    raise file_error(
+        checkpoint,
+        "",
+        f"names data files ({files}) that no run directory around it confirms (its "
+        "config.json names others, or there is none), and tbptt reads no file only a "
+        "checkpoint names",
+        "give the data to read: tbptt eval CHECKPOINT FILE (or evaluate the run directory)",
+    )
