@@ -57,6 +57,8 @@ def write_files(root: Path) -> None:
     (root / "inf.csv").write_text("a,b\n1,2\n-inf,3\n")
     (root / "ragged.csv").write_text("a,b\n1,2\n3\n")
     (root / "header.csv").write_text("a,b\n")
+    (root / "wide.csv").write_text("a,b\n1,2\n3," + "7" * 140_000 + "\n")
+    (root / "underscore.csv").write_text("a,b\n1,2\n1_000,3\n")
     (root / "odd.bin").write_bytes(b"\x01\x00\x02")
     np.save(root / "ids.npy", np.arange(50) % 10)
     np.save(root / "sparse.npy", np.array([0, 1, 10**12] * 20, dtype=np.int64))
@@ -71,6 +73,7 @@ def write_files(root: Path) -> None:
         "section.toml": "[model]\nlr = 0.1\n",
         "top.toml": "[trian]\nlr = 0.1\n",
         "flat.toml": "train = 3\n",
+        "negative.toml": "[train]\nlr = -1\n",
     }
     for name, content in configs.items():
         (root / name).write_text(content)
@@ -212,6 +215,26 @@ CASES = {
         ("line 3: 1 cells, but the header has 2 columns",),
     ),
     "CSV without data rows": (["train", "--csv", "header.csv", *NEW], ("no data rows",)),
+    "CSV cell over 131,072 characters": (
+        ["train", "--csv", "wide.csv", *NEW],
+        ("line 3: a cell is longer than 131,072 characters",),
+    ),
+    "CSV number with underscores": (
+        ["train", "--csv", "underscore.csv", *NEW],
+        ("line 3, column 'a'", "'1_000' is not a number"),
+    ),
+    "CSV columns for a text file": (
+        ["train", "--text", "corpus.txt", "--inputs", "a", *NEW],
+        ("--inputs is for a csv file (--csv)", "drop it"),
+    ),
+    "word level for a CSV file": (
+        ["train", "--csv", "series.csv", "--level", "word", *NEW],
+        ("--level is for a text file (--text)",),
+    ),
+    "dtype that a .npy token file does not hold": (
+        ["train", "--tokens", "ids.npy", "--dtype", "uint32", *NEW],
+        ("holds int64 ids but dtype='uint32' was given",),
+    ),
     # token files and vocabularies
     "token file of odd size": (
         ["train", "--tokens", "odd.bin", *NEW],
@@ -315,6 +338,10 @@ CASES = {
         ["train", "--config", "flat.toml", "--text", "corpus.txt", *NEW],
         ("train must be a section [train]",),
     ),
+    "config value out of range": (
+        ["train", "--config", "negative.toml", "--text", "corpus.txt", *NEW],
+        ("negative.toml: lr must be finite and > 0",),
+    ),
     "config not UTF-8": (
         ["train", "--config", "latin1.toml", "--text", "corpus.txt", *NEW],
         ("not valid UTF-8",),
@@ -414,6 +441,10 @@ CASES = {
     "advise on a lone checkpoint without FILE": (
         ["advise", "lone.pt", "--steps", "16"],
         ("lone.pt: names data files", "no run directory around it"),
+    ),
+    "advise on a sample too short for any candidate": (
+        ["advise", "runs/text", "--steps", "1"],
+        ("leaves no truncation to compare with full BPTT", "raise --steps"),
     ),
     "eval on a FIFO": (["eval", "runs/text", "fifo"], ("is not a regular file (a FIFO)",)),
     "eval on /dev/zero": (

@@ -326,3 +326,42 @@ def test_one_vector_target_per_sequence_keeps_its_shape():
 def test_a_batch_moves_to_a_device():
     batch = next(iter(Streams.language_model(np.arange(20), 2, 5).batches(0)))
     assert all(field.device.type == "meta" for field in batch.to("meta").fields())
+
+
+def test_lists_are_laid_out_as_arrays_are():
+    from_list = next(iter(Streams(list(range(40)), list(range(1, 41)), 4, 5)))
+    from_array = next(iter(Streams(np.arange(40), np.arange(1, 41), 4, 5)))
+    assert torch.equal(from_list.inputs, from_array.inputs)
+    assert torch.equal(from_list.targets, from_array.targets)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([[1, 2], [3]] * 10, "inputs is a ragged list"),
+        ("abcdefgh", "inputs must be a tensor, a NumPy array or a list, got str"),
+        (np.float32(3.0), "got float32"),
+        (["a", "b"] * 10, "inputs holds <U1 values; give numbers"),
+    ],
+)
+def test_what_is_not_an_array_is_refused_in_one_line(inputs, message):
+    with pytest.raises(tbptt.TBPTTError, match=message):
+        Streams(inputs, list(range(20)), 2, 2)
+
+
+def test_token_ids_outside_the_vocabulary_are_named_with_the_vocabulary_size():
+    tokens = torch.tensor([0, 3, 11, 12, 1] * 10)
+    with pytest.raises(
+        tbptt.TBPTTError, match="token id 12 at position 3 is outside the vocabulary's 12 ids"
+    ):
+        Streams.language_model(tokens, 2, 3, vocab_size=12)
+    with pytest.raises(tbptt.TBPTTError, match="token id -1 at position 0"):
+        Streams.language_model(np.array([-1, 2, 3, 4]), 1, 2, vocab_size=12)
+    Streams.language_model(tokens, 2, 3, vocab_size=13)
+
+
+def test_token_ids_of_a_memory_map_are_checked_in_chunks(tmp_path):
+    np.save(tmp_path / "ids.npy", np.array([0, 1, 2, 99] * 5, dtype=np.int64))
+    ids = np.load(tmp_path / "ids.npy", mmap_mode="r")
+    with pytest.raises(tbptt.TBPTTError, match="token id 99 at position 3"):
+        Streams.language_model(ids, 2, 2, vocab_size=50)

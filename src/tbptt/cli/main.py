@@ -40,7 +40,7 @@ from tbptt.cli.runconfig import (
     PredictConfig,
     RunConfig,
     read_config_file,
-    resolve,
+    resolve_file,
 )
 from tbptt.cli.threads import THREADS_HELP
 from tbptt.errors import Stopped, TBPTTError
@@ -186,7 +186,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise TBPTTError("--resume uses the run's saved config: drop --config and --overwrite")
         return commands.resume(args.resume, options, output)
     file_values = read_config_file(args.config) if args.config is not None else {}
-    return commands.train(resolve(file_values, options), overwrite=args.overwrite, output=output)
+    config = resolve_file(args.config, file_values, options)
+    return commands.train(config, overwrite=args.overwrite, output=output)
 
 
 def run_eval(args: argparse.Namespace) -> int:

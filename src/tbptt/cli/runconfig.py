@@ -33,13 +33,17 @@ from typing import Any
 
 from tbptt.errors import TBPTTError, quoted
 from tbptt.files import check_file, decode_error, file_error, nesting_error
-from tbptt.training.config import TrainConfig, check_seed
+from tbptt.training.config import TrainConfig, check_seed, check_types
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+CSV_ONLY = ("inputs", "targets", "exclude", "time_column", "calendar", "season")
+"""Options that only a CSV file's run reads (unset by default)."""
+TEXT_ONLY = {"level": "char", "min_count": 1}
+"""Options that only a text file's run reads, with their defaults."""
 SOURCES = ("text", "csv", "tokens", "task")
 """The data source fields of :class:`DataConfig`; a run has exactly one."""
 
@@ -98,6 +102,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from tbptt.models.recurrent import CELLS, parse_init
 
+        check_types(self)
+
         one_of("cell", self.cell, CELLS)
         parse_init(self.init)
         if self.forget_bias is not None and (
@@ -138,8 +144,9 @@ class DataConfig:
     vocabulary: str | None = None
     """Token file: its vocabulary (JSON from Vocabulary.save), to size the model and
     decode generated text (default: ids up to the largest in the file)."""
-    dtype: str = "uint16"
-    """Token file: the id type of a raw file (uint16, uint32, int32 or int64)."""
+    dtype: str | None = None
+    """Token file: the id type of a raw file (uint16, uint32, int32 or int64; default
+    uint16). A .npy file holds its own: a different one given is refused."""
     inputs: list[str] | None = None
     """CSV: the input column names (default: every column but the time column and
     those excluded)."""
@@ -205,6 +212,8 @@ class DataConfig:
         from tbptt.data.text import LEVELS
         from tbptt.data.tokens import RAW_DTYPES
 
+        check_types(self)
+
         given = [name for name in SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
             got = "none" if not given else " and ".join(f"--{name}" for name in given)
@@ -217,7 +226,8 @@ class DataConfig:
         if self.vocabulary is not None and self.tokens is None:
             raise TBPTTError("vocabulary is for a token file (--tokens); drop it")
         one_of("level", self.level, LEVELS)
-        one_of("dtype", self.dtype, RAW_DTYPES)
+        if self.dtype is not None:
+            one_of("dtype", self.dtype, RAW_DTYPES)
         at_least(0, horizon=self.horizon)
         check_seed("seed", self.seed)
         at_least(1, season=self.season, ar_lags=self.ar_lags)
@@ -249,6 +259,22 @@ class DataConfig:
                 f"got {self.validation_fraction}"
             )
 
+    def check_source_options(self) -> None:
+        """Refuse an option for another data source than the run's, which it would
+        ignore: CSV columns for a text file, a word level for a CSV, ..."""
+        given = {
+            "csv": [name for name in CSV_ONLY if getattr(self, name) is not None],
+            "text": [name for name, default in TEXT_ONLY.items() if getattr(self, name) != default],
+        }
+        for source, names in given.items():
+            if names and getattr(self, source) is None:
+                options = " and ".join(f"--{name.replace('_', '-')}" for name in names)
+                raise TBPTTError(
+                    f"{options} {'is' if len(names) == 1 else 'are'} for a {source} file "
+                    f"(--{source}), and this run reads none; drop "
+                    f"{'it' if len(names) == 1 else 'them'}"
+                )
+
 
 @dataclass
 class RunConfig:
@@ -269,6 +295,7 @@ class RunConfig:
     machine; more pay only for a large model on an otherwise idle machine)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         at_least(1, threads=self.threads)
 
 
@@ -296,6 +323,7 @@ class EvalConfig:
     state is warmed on them; origins need season and ar_lags steps of history too)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         at_least(1, batch_size=self.batch_size, threads=self.threads)
         at_least(0, warmup=self.warmup)
         if self.seed is not None:
@@ -328,6 +356,7 @@ class PredictConfig:
     machine)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         at_least(0, warmup=self.warmup)
         at_least(1, threads=self.threads)
         one_of("split", self.split, ("validation", "test"))
@@ -368,6 +397,7 @@ class GenerateConfig:
     machine; more pay only for a large model on an otherwise idle machine)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         at_least(0, length=self.length)
         at_least(1, top_k=self.top_k, threads=self.threads)
         check_seed("seed", self.seed)
@@ -584,9 +614,39 @@ def resolve(
     )
 
 
+def resolve_file(
+    path: str | None, file_values: dict[str, dict[str, Any]], options: dict[str, dict[str, Any]]
+) -> RunConfig:
+    """A new run's config: :func:`resolve`, refusing options for another data source
+    (:meth:`DataConfig.check_source_options`); an error that the values of the config
+    file at ``path`` cause (one it would not raise without them) names the file."""
+
+    def new_run(values: dict[str, dict[str, Any]]) -> RunConfig:
+        config = resolve(values, options)
+        config.data.check_source_options()
+        return config
+
+    try:
+        return new_run(file_values)
+    except TBPTTError as error:
+        if path is None:
+            raise
+        try:
+            new_run({})
+        except TBPTTError as alone:
+            if str(alone) == str(error):
+                raise  # the options alone are to blame
+        raise TBPTTError(f"{path}: {error}") from None
+
+
 def from_dict(document: dict[str, Any], where: str) -> RunConfig:
-    """A saved config (``config.json``, a checkpoint's) as a :class:`RunConfig`."""
-    return resolve(check_document(document, where), {})
+    """A saved config (``config.json``, a checkpoint's) as a :class:`RunConfig`; an
+    error names ``where``."""
+    checked = check_document(document, where)
+    try:
+        return resolve(checked, {})
+    except TBPTTError as error:
+        raise TBPTTError(f"{where}: {error}") from None
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

@@ -170,7 +170,9 @@ def read_tokens(
 ) -> tuple[np.memmap, Vocabulary | None, int]:
     """A token file's ids, its vocabulary (if known) and the vocabulary size; every id
     is checked to lie in ``[0, size)`` (one pass, in constant memory)."""
-    ids = open_tokens(path, None if path.endswith(".npy") else data.dtype)
+    # a .npy file has its dtype: one given for a new run's file must match it (a
+    # checkpoint's config may name the default of older versions, uint16)
+    ids = open_tokens(path, None if path.endswith(".npy") and saved is not None else data.dtype)
     vocabulary = saved_vocabulary(saved)
     if vocabulary is None and saved is None and data.vocabulary is not None:
         vocabulary = Vocabulary.load(data.vocabulary)

@@ -206,11 +206,21 @@ def read_csv(
                 columns = Columns(inputs, targets, time_column, tuple(exclude))
                 return parse_csv(path, reader, columns)
             except csv.Error as error:
-                fix = "fix the quoting there (a quote inside a cell is written twice)"
-                where = f"line {reader.line_num}"
-                raise file_error(path, where, f"malformed CSV ({error})", fix) from None
+                raise csv_error(path, reader.line_num, error) from None
     except UnicodeDecodeError:
         raise decode_error(path) from None
+
+
+def csv_error(path: str | os.PathLike[str], line: int, error: csv.Error) -> TBPTTError:
+    """The error for a line the CSV reader cannot read: a cell over its length limit,
+    or bad quoting."""
+    if "field larger than field limit" in str(error):
+        limit = csv.field_size_limit()
+        problem = f"a cell is longer than {limit:,} characters, the most a CSV cell may have"
+        fix = "give a file of numbers (a quote left open also runs a cell on to the end)"
+        return file_error(path, f"line {line}", problem, fix)
+    fix = "fix the quoting there (a quote inside a cell is written twice)"
+    return file_error(path, f"line {line}", f"malformed CSV ({error})", fix)
 
 
 @dataclass(frozen=True)
@@ -349,10 +359,18 @@ def read_rows(
     return table, None if time is None else tuple(times)
 
 
+def to_float(cell: str) -> float:
+    """``float(cell)``, but without the ``_`` digit separators Python's literals allow
+    (``1_000`` is no number in a CSV file): ``ValueError`` for those too."""
+    if "_" in cell:
+        raise ValueError(cell)
+    return float(cell)
+
+
 def parse_number(cell: str) -> float | None:
     """``cell`` as a float that is finite in float32, or ``None``."""
     try:
-        number = float(cell)
+        number = to_float(cell)
     except ValueError:
         return None
     return number if math.isfinite(number) and abs(number) <= FLOAT32_MAX else None
@@ -363,7 +381,7 @@ def cell_problem(cell: str) -> tuple[str, str]:
     if not cell:
         return "the cell is empty (a missing value)", "fill it in or remove the row"
     try:
-        number = float(cell)
+        number = to_float(cell)
     except ValueError:
         fix = "write a number there, or leave the column out of inputs/targets"
         return f"{quoted(cell)} is not a number", fix

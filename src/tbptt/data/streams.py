@@ -114,6 +114,9 @@ class Streams(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         check_positive(batch_size=batch_size, steps=steps)
+        inputs, targets = as_array(inputs, "inputs"), as_array(targets, "targets")
+        starts = None if starts is None else as_array(starts, "starts")
+        valid = None if valid is None else as_array(valid, "valid")
         if len(inputs) != len(targets):
             raise TBPTTError(
                 f"inputs ({len(inputs)} steps) and targets ({len(targets)} steps) must be aligned"
@@ -143,9 +146,20 @@ class Streams(torch.utils.data.IterableDataset):
 
     @classmethod
     def language_model(
-        cls, tokens: ArrayLike, batch_size: int, steps: int, **kwargs: Any
+        cls,
+        tokens: ArrayLike,
+        batch_size: int,
+        steps: int,
+        *,
+        vocab_size: int | None = None,
+        **kwargs: Any,
     ) -> Streams:
-        """Next-token prediction over ``tokens: (N,)``: input token i, target token i+1."""
+        """Next-token prediction over ``tokens: (N,)``: input token i, target token i+1.
+        With ``vocab_size`` every id is checked to lie in ``[0, vocab_size)`` first (an
+        id outside is refused, named, instead of an embedding's ``IndexError``)."""
+        tokens = as_array(tokens, "tokens")
+        if vocab_size is not None:
+            check_ids(tokens, vocab_size)
         if len(tokens) < 2:
             raise TBPTTError(f"need at least 2 tokens for next-token prediction, got {len(tokens)}")
         return cls(tokens[:-1], tokens[1:], batch_size, steps, **kwargs)
@@ -214,6 +228,49 @@ class Streams(torch.utils.data.IterableDataset):
         """One epoch of batches; the next iteration serves the next epoch."""
         epoch, self.epoch = self.epoch, self.epoch + 1
         return self.batches(epoch)
+
+
+def as_array(values: Any, name: str) -> ArrayLike:
+    """``values`` as the streams index them: a tensor or NumPy array as it is (a memory
+    map stays one), a list or tuple of numbers as a NumPy array; anything else, a
+    ragged list or a scalar is refused."""
+    if isinstance(values, list | tuple):
+        try:
+            values = np.asarray(values)
+        except ValueError:
+            raise TBPTTError(
+                f"{name} is a ragged list (its items differ in shape); give a tensor or "
+                "array of shape (N, ...)"
+            ) from None
+        if values.dtype.kind not in "biuf":
+            raise TBPTTError(f"{name} holds {values.dtype} values; give numbers")
+    if not isinstance(values, Tensor | np.ndarray):
+        raise TBPTTError(
+            f"{name} must be a tensor, a NumPy array or a list, got {type(values).__name__}"
+        )
+    if values.ndim == 0:
+        raise TBPTTError(f"{name} is a single value; give a sequence of shape (N, ...)")
+    return values
+
+
+def check_ids(tokens: ArrayLike, vocab_size: int) -> None:
+    """Refuse token ids outside ``[0, vocab_size)``, naming the first and its position
+    (a memory map is read in chunks, in constant memory)."""
+    check_positive(vocab_size=vocab_size)
+    chunk = 1 << 22
+    for start in range(0, len(tokens), chunk):
+        part = tokens[start : start + chunk]
+        if file_location(part) is not None:
+            part = read_runs(part, np.array([0]), len(part))[0]
+        ids = part.numpy() if isinstance(part, Tensor) else np.asarray(part)
+        bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
+        if len(bad):
+            position = start + int(bad[0])
+            raise TBPTTError(
+                f"token id {int(ids[bad[0]])} at position {position} is outside the "
+                f"vocabulary's {vocab_size} ids (0 to {vocab_size - 1}); give the "
+                "vocabulary the ids were made with, or a larger vocab_size"
+            )
 
 
 def as_tensor(rows: ArrayLike) -> Tensor:

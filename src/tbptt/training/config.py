@@ -11,7 +11,10 @@ line builds its parser from :class:`TrainConfig` (``tbptt train --help``) withou
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,43 @@ MAX_SEED = 2**63 - 1
 """The largest seed: torch's and numpy's generators take it (and a rank added to it)."""
 MAX_LR = 1e30
 """Above this, a float32 optimizer step overflows (Adam divides lr by 1 - 0.9)."""
+
+
+def check_types(config: object) -> None:
+    """Refuse a field of dataclass ``config`` whose value is not of its annotated type
+    (``int``, ``float`` (an int too), ``str``, ``bool``, ``list[str]``, each maybe
+    ``| None``): ``epochs=1.5`` or ``lr="0.1"`` fails here, in one line, not deep in
+    training."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):  # type: ignore[arg-type]
+        value, hint = getattr(config, item.name), hints[item.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if value is None and type(None) in args:
+            continue
+        if not any(of_type(value, arg) for arg in args if arg is not type(None)):
+            names = " or ".join(type_name(arg) for arg in args)
+            raise TBPTTError(
+                f"{item.name} must be {names}, got {quoted(value)} ({type(value).__name__})"
+            )
+
+
+def of_type(value: object, hint: object) -> bool:
+    """Whether ``value`` is of type ``hint`` as a config reads it (no bool for a number)."""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def type_name(hint: object) -> str:
+    """``hint`` in words: an integer, a number, a string, ..."""
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(hint, "unset" if hint is type(None) else "a list of strings")  # type: ignore[call-overload]
 
 
 def check_seed(name: str, seed: object) -> None:
@@ -132,6 +172,7 @@ class TrainConfig:
         from tbptt.engine.windows import check_truncation
         from tbptt.training.precision import PRECISIONS
 
+        check_types(self)
         check_truncation(self.k1, self.k2)
         segment = self.checkpoint_segment
         if segment is not None and (segment < 1 or not self.checkpoint_activations):
