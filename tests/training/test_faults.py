@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tbptt.training import checkpoints
+import tbptt
+from tbptt.data import Streams
+from tbptt.training import TrainConfig, Trainer, checkpoints
 from tbptt.training.reporting import read_records
 from tests.resumable_run import WINDOWS, make_trainer
 
@@ -148,3 +150,46 @@ def test_a_record_that_spans_a_stop_averages_every_window_since_the_last(tmp_pat
     second.fit()
     resumed = without_timing(read_records(tmp_path / "metrics.jsonl"))
     assert resumed == without_timing(whole.log.records)
+
+
+class Killed(BaseException):
+    """A kill just after a record reached ``metrics.jsonl`` (records are written
+    before the callbacks see them), before the next checkpoint."""
+
+
+def epoch_trainer(run_dir: Path | None) -> Trainer:
+    """Evaluated once per epoch (eval_every=0), with a checkpoint at the update that
+    ends each epoch, before that epoch's evaluation: 20 updates an epoch."""
+    tokens = torch.randint(0, 12, (241,), generator=torch.Generator().manual_seed(0))
+    train = Streams(tokens[:-1], tokens[1:], 4, 3)
+    validation = Streams.language_model(tokens[:60], 2, 6)
+    torch.manual_seed(0)
+    model = tbptt.models.GRU(8, vocab_size=12)
+    config = TrainConfig(k1=3, epochs=3, log_every=4, eval_every=0, checkpoint_every=5)
+    return Trainer(
+        model, tbptt.losses.cross_entropy, train, config, validation=validation, run_dir=run_dir
+    )
+
+
+@pytest.mark.parametrize("window", [20, 40])
+def test_a_kill_after_an_epochs_evaluation_resumes_without_repeating_it(
+    tmp_path, one_thread, window
+):
+    whole = epoch_trainer(None)
+    whole.fit()
+    first = epoch_trainer(tmp_path)
+
+    def kill_after_the_evaluation(record: dict) -> None:
+        if record["kind"] == "eval" and record["window"] == window:
+            raise Killed
+
+    first.log.callbacks.append(kill_after_the_evaluation)
+    with pytest.raises(Killed):
+        first.fit()
+    saved = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")["position"]
+    assert saved["window"] == window and saved["epoch"] == window // 20 - 1  # before the eval
+    second = epoch_trainer(tmp_path)
+    second.resume(tmp_path / "checkpoints" / "latest.pt")
+    second.fit()
+    resumed = without_timing(read_records(tmp_path / "metrics.jsonl"))
+    assert resumed == without_timing(whole.log.records)  # one evaluation per epoch, not two

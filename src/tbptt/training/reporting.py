@@ -50,9 +50,11 @@ class MetricsLog:
         for callback in self.callbacks:
             callback(record)
 
-    def truncate(self, window: int) -> None:
-        """Forget records after update ``window``: a resumed run logs them again."""
-        self.records = [r for r in self.records if r["window"] <= window]
+    def truncate(self, window: int, epoch: int | None = None) -> None:
+        """Forget records after update ``window`` (of ``epoch``: a record of update
+        ``window`` in a later epoch, the evaluation at the end of ``epoch``, came after
+        a checkpoint at that update too): a resumed run logs them again."""
+        self.records = [r for r in self.records if not after(r, window, epoch)]
         self._purge_step = window + 1  # TensorBoard drops the events logged after it
         if self.run_dir is not None:
             lines = "".join(json.dumps(r) + "\n" for r in self.records)
@@ -90,6 +92,13 @@ class MetricsLog:
         with atomic_write(self.run_dir / "metrics.csv") as file:
             file.write(text.getvalue().encode())
         plot_learning_curves(self.records, self.run_dir / "learning_curves.png")
+
+
+def after(record: Record, window: int, epoch: int | None) -> bool:
+    """Whether ``record`` came after update ``window`` of ``epoch`` (any epoch: None)."""
+    if record["window"] != window:
+        return record["window"] > window
+    return epoch is not None and record.get("epoch", epoch) > epoch
 
 
 def read_records(path: Path) -> list[Record]:

@@ -159,7 +159,7 @@ class Resumable:
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
             raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
-        self.log.truncate(self.window)
+        self.log.truncate(self.window, self.epoch)
         self._good = self._candidate = None  # the start of the next fit: this checkpoint
 
 

@@ -311,7 +311,7 @@ class Trainer(Resumable):
         self._candidate = None
         saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
         self.rollbacks, self.first_loss = min(rollbacks, config.max_rollbacks), first_loss
-        self.log.truncate(self.window)
+        self.log.truncate(self.window, self.epoch)
         if rollbacks > config.max_rollbacks:
             self.save("latest")  # the good one: what the error says is kept
             kept = (
