@@ -69,4 +69,15 @@ def test_eval_refuses_a_model_larger_than_the_memory_available(corpus, monkeypat
     capsys.readouterr()
     assert main(["eval", "run"]) == 2
     err = capsys.readouterr().err
-    assert ", parameters " in err and "more than the" in err
+    assert "of memory (parameters " in err and "more than the" in err  # only what eval reads
+
+
+def test_only_what_a_command_reads_is_counted(corpus, monkeypatch, capsys):
+    argv = ["train", "--text", "corpus.txt", *SMALL, "--max-windows", "2", "--quiet"]
+    assert main([*argv, "--run-dir", "run"]) == 0
+    monkeypatch.setattr(budget, "TEXT_BYTES", 10**12)  # the run's text would never fit
+    assert main(["generate", "run", "--length", "5"]) == 0  # reads no data
+    assert main(["eval", "run", "corpus.txt"]) == 0  # reads the file named, not the run's
+    capsys.readouterr()
+    assert main(["eval", "run"]) == 2  # reads the run's text
+    assert "(data " in capsys.readouterr().err

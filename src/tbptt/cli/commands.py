@@ -100,9 +100,16 @@ def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
     )
 
 
-def check_memory(config: RunConfig, sizes: dict[str, int], training: bool) -> None:
-    """Refuse a run whose data and model of ``sizes`` cannot fit in memory."""
-    check_fits(run_needs(config, training, lambda: build_model(config.model, sizes)), MEMORY_FIX)
+def check_memory(
+    config: RunConfig, sizes: dict[str, int] | None, training: bool, data: bool = True
+) -> None:
+    """Refuse a run whose data (unless not ``data``) and model of ``sizes`` (if known)
+    cannot fit in memory."""
+    build = None if sizes is None else lambda: build_model(config.model, sizes)
+    needs = run_needs(config, training, build)
+    if not data:
+        needs.pop("data", None)
+    check_fits(needs, MEMORY_FIX)
 
 
 def resolved(config: RunConfig) -> RunConfig:
@@ -303,7 +310,7 @@ def start(config: RunConfig, run_dir: Path, overwrite: bool, output: Output) -> 
     with distributed.launched():
         check_run_dir(run_dir, overwrite)
         check_precision(config.train)
-        check_fits(run_needs(config, training=True), MEMORY_FIX)  # before the data
+        check_memory(config, None, training=True)  # before the data is built
         run = build_data(config)
         check_memory(config, run.sizes, training=True)
         torch.manual_seed(config.train.seed)
@@ -510,7 +517,7 @@ def load_model(
     """The trained model of a checkpoint (on ``settings.device``), its extra and config."""
     device = device_of(settings.device)
     state, saved, config = open_checkpoint(path)
-    check_memory(config, saved["sizes"], training=False)
+    check_memory(config, saved["sizes"], training=False, data=False)  # the data, if read: later
     model = build_model(config.model, saved["sizes"])
     try:
         model.load_state_dict(state["model"])
@@ -540,6 +547,8 @@ def evaluation_data(
     validation part without one, or a task's data drawn from a seed; and how many
     tokens of a text ``file`` the vocabulary lacks (None for other data)."""
     data = config.data
+    if file is None:
+        check_memory(config, None, training=False)  # the run's own data, about to be read
     if data.task is not None:
         if file is not None:
             raise TBPTTError(
