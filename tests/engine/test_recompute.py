@@ -17,8 +17,8 @@ import tbptt
 from tbptt import losses, models
 from tbptt.engine import recompute
 from tests import naive
-from tests.engine.test_runner import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
 from tests.live_memory import PeakLiveBytes
+from tests.models_for_tests import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
 
 
 def assert_close(actual, expected):
@@ -51,7 +51,7 @@ def test_checkpointed_gradients_equal_a_per_step_unroll(
         model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
     )
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask, checkpoint=segment
+        model, losses.mse, inputs, targets, k1, k2, resets=resets, mask=mask, checkpoint=segment
     )
     assert_close(actual, expected)
 
@@ -124,7 +124,7 @@ def test_the_probe_counts_saved_bytes_per_step_and_the_state():
 def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkeypatch):
     model = make_model("gru")
     inputs, targets, _, mask = make_data(24, 2, mask_p=0.8)
-    expected = tbptt.gradients(model, inputs, targets, losses.mse, None, mask=mask)
+    expected = tbptt.gradients(model, losses.mse, inputs, targets, None, mask=mask)
 
     def run(piece, start, state):  # what the engine runs per segment
         outputs, state = model(piece, state)
@@ -145,7 +145,7 @@ def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkey
 
     monkeypatch.setattr(recompute, "torch_checkpoint", counting)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, None, mask=mask, memory_budget=budget
+        model, losses.mse, inputs, targets, None, mask=mask, memory_budget=budget
     )
     assert segments == [4] * 6
     assert_close(actual, expected)
@@ -184,11 +184,11 @@ def test_dropout_masks_are_replayed_in_the_backward_pass():
     expected = segmented_gradients(model, inputs, targets, 4)
     after_expected = torch.get_rng_state()
     torch.manual_seed(7)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, None, checkpoint=4)
     assert_close(actual, expected)
     assert torch.equal(torch.get_rng_state(), after_expected)  # random state as if plain
     torch.manual_seed(8)
-    other_masks = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    other_masks = tbptt.gradients(model, losses.mse, inputs, targets, None, checkpoint=4)
     assert not torch.allclose(other_masks[0]["rnn.weight_hh_l0"], actual[0]["rnn.weight_hh_l0"])
 
 
@@ -205,7 +205,7 @@ def test_without_replayed_random_state_the_gradient_would_differ(monkeypatch):
         lambda *args, preserve_rng_state, **kwargs: careless(*args, **kwargs),
     )
     torch.manual_seed(7)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, None, checkpoint=4)
     assert not torch.allclose(actual[0]["rnn.weight_hh_l0"], expected[0]["rnn.weight_hh_l0"])
 
 
@@ -249,7 +249,7 @@ def test_bad_checkpoint_settings_are_refused_in_one_line(kwargs, message):
     model = make_model("elman")
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match=message) as error:
-        tbptt.gradients(model, inputs, targets, losses.mse, None, **kwargs)
+        tbptt.gradients(model, losses.mse, inputs, targets, None, **kwargs)
     assert "\n" not in str(error.value)
 
 
@@ -260,7 +260,7 @@ def test_without_a_mask_the_loss_count_is_the_loss_steps_alone():
     runner = tbptt.Runner(model, losses.mse, 3, 5, checkpoint=2)
     windows = list(runner.windows(inputs, targets))
     assert [int(w.count) for w in windows] == [3 * 2, 3 * 2, 3 * 2, 1 * 2]  # not its 5 steps
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 5, checkpoint=2)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 3, 5, checkpoint=2)
     assert_close(actual, expected)
 
 
@@ -308,5 +308,5 @@ def test_a_window_that_ends_before_the_overlap_carries_the_given_state():
     # k1 = 2, k2 = 6: windows 1 and 2 start at step 0, so window 1 hands on the state
     # entering step 0
     expected = naive.window_gradients(model, inputs, targets, losses.mse, 2, 6, state=state)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, 2, 6, state=state, checkpoint=1)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 2, 6, state=state, checkpoint=1)
     assert_close(actual, expected)

@@ -145,7 +145,7 @@ def test_gradients_with_every_dropout_equal_a_per_step_unroll_with_the_same_mask
     k2 = k1 + extra
     torch.manual_seed(seed + 1)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.cross_entropy, k1, k2,
+        model, losses.cross_entropy, inputs, targets, k1, k2,
         resets=resets, mask=valid, checkpoint=2 if checkpoint else False,
     )  # fmt: skip
     torch.manual_seed(seed + 1)  # the same masks: one seed per window, in window order

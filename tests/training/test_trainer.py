@@ -17,7 +17,6 @@ import tbptt
 from tbptt import TBPTTError
 from tbptt.data import Batch, Streams, tasks
 from tbptt.training import checkpoints
-from tbptt.training import trainer as trainer_module
 from tbptt.training.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
 from tests.resumable_run import WINDOWS, make_trainer
 
@@ -63,39 +62,6 @@ def test_evaluation_does_not_depend_on_the_truncation():
         trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=k1))
         losses.append(trainer.evaluate(streams)["loss"])
     assert losses[0] == losses[1] == losses[2]
-
-
-class StepsPerCall(torch.nn.Module):
-    """A built-in network that records how many steps each call runs."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.network, self.calls = network, []
-
-    def forward(self, inputs, state=None, resets=None):
-        self.calls.append(inputs.shape[0])
-        return self.network(inputs, state, resets)
-
-
-def test_evaluation_in_slices_equals_evaluation_in_one_piece(monkeypatch):
-    generator = torch.Generator().manual_seed(1)
-    tokens = torch.randint(0, 9, (2000,), generator=generator)
-    starts = torch.rand(2000, generator=generator) < 0.02
-    valid = torch.rand(2000, generator=generator) < 0.9
-    streams = Streams(tokens[:-1], tokens[1:], 4, 100, starts=starts[:-1], valid=valid[:-1])
-    torch.manual_seed(0)
-    model = StepsPerCall(tbptt.models.LSTM(8, vocab_size=9, num_layers=2).double())
-    trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=10))
-    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 1000)
-    whole = trainer.evaluate(streams)
-    assert max(model.calls) == 100  # one call per batch
-    steps, model.calls = sum(model.calls), []
-    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 7)
-    sliced = trainer.evaluate(streams)
-    assert max(model.calls) == 7 and sum(model.calls) == steps  # every step, in slices
-    assert whole.keys() == sliced.keys()
-    for name in whole:
-        assert sliced[name] == pytest.approx(whole[name], rel=1e-12), name
 
 
 def test_a_batch_slices_into_consecutive_views():

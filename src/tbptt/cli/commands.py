@@ -60,7 +60,8 @@ from tbptt.errors import Stopped, TBPTTError
 from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
-from tbptt.training.trainer import TrainConfig, Trainer
+from tbptt.training.evaluation import evaluate as evaluate_model
+from tbptt.training.trainer import TrainConfig, Trainer, updates_per_epoch
 
 if TYPE_CHECKING:
     from tbptt.cli.output import Output
@@ -382,21 +383,11 @@ def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainCon
         )
 
 
-def windows_per_epoch(train_config: TrainConfig, streams: Streams) -> int:
-    """Updates in one epoch over ``streams``."""
-    length, steps = streams.stream_length(0), streams.steps
-    if train_config.k1 is None:
-        return len(streams)
-    full, rest = divmod(length, steps)
-    k1 = train_config.k1
-    return full * -(-steps // k1) + -(-rest // k1)
-
-
 def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> int:
     """Train to the end, report the final metrics; 130 if a signal stopped the run."""
     if not distributed.is_main():
         output.mode = "quiet"  # rank 0 reports for all
-    total = config.train.epochs * windows_per_epoch(config.train, run.train)
+    total = config.train.epochs * updates_per_epoch(trainer.runner.stride, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
     if trainer.window == 0 and total < config.train.log_every:
@@ -561,12 +552,14 @@ def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, Any
         config = replace(config, data=replace(config.data, batch_size=settings.batch_size))
     streams, task, unknown = evaluation_data(config, saved, file, settings)
     loss_fn, metrics = objective(config.data)
-    train_config = replace(config.train, device=settings.device)
-    # the streams as validation too: a run whose schedule (plateau, ntasgd, advise_every)
-    # needs validation streams builds its trainer, which only evaluates them here
-    trainer = Trainer(model, loss_fn, streams, train_config, validation=streams, metrics=metrics)
     with progress_bar(len(streams), "batch", desc="eval") as bar:
-        result = trainer.evaluate(streams, progress=lambda done: bar.update(done - bar.n))
+        result = evaluate_model(
+            model,
+            loss_fn,
+            streams.batches(0),
+            metrics,
+            progress=lambda done: bar.update(done - bar.n),
+        )
     if task is not None and config.data.task is not None:
         result.update(task_metric(model, config.data.task, task))
     if unknown is not None:

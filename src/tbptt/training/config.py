@@ -2,8 +2,7 @@
 
 Every field has a docstring (the command line's help text, :mod:`tbptt.cli.runconfig`) and
 is checked when the config is made, so a bad setting fails before a run starts. The
-config also says how long the training batches are (:meth:`TrainConfig.batch_steps`)
-and builds the engine for its truncation (:meth:`TrainConfig.runner`).
+config also says how long the training batches are (:meth:`TrainConfig.batch_steps`).
 
 The module imports torch only where a config is checked or used, so that the command
 line builds its parser from :class:`TrainConfig` (``tbptt train --help``) without it.
@@ -13,15 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from tbptt.errors import TBPTTError
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from tbptt.engine import LossFn, Runner
-    from tbptt.engine.windows import Stride
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "ntasgd": "SGD"}
 """Each optimizer's name in ``torch.optim`` (ntasgd: SGD and the average of its
@@ -194,14 +186,3 @@ class TrainConfig:
         if self.k1 is None:
             return whole
         return self.k1 * RANDOM_BATCH_WINDOWS if self.k1_std is not None else self.k1
-
-    def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
-        """The engine for these settings."""
-        from tbptt.engine import Runner
-        from tbptt.engine.windows import RandomTruncation
-
-        k1: Stride = self.k1
-        if self.k1_std is not None and self.k1 is not None:
-            k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)
-        checkpoint = self.checkpoint_segment or self.checkpoint_activations
-        return Runner(model, loss_fn, k1, self.k2, checkpoint=checkpoint)

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from tbptt.engine import Runner
-from tbptt.engine.windows import RandomTruncation
 from tbptt.files import file_error
 from tbptt.training import checkpoints, distributed
 from tbptt.training.averaging import IterateAverage
@@ -69,12 +68,7 @@ class Resumable:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "runner": {
-                "state": self.runner.state,
-                "history": self.runner.history,
-                "k2": self.runner.k2,
-                **truncation_state(self.runner),
-            },
+            "runner": self.runner.state_dict(),
             **self._ranks(rng),
             "scaler": self.precision.state_dict(),
             "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
@@ -101,11 +95,7 @@ class Resumable:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         own = distributed.own_share(state)
-        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
-        if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
-            self.runner.k1.load_state_dict(state["runner"]["truncation"])
-        if isinstance(self.runner.k1, int) and state["runner"].get("k2") is not None:
-            self.runner.set_k2(state["runner"]["k2"])  # as advise_every last chose it
+        self.runner.load_state_dict({**state["runner"], **own["runner"]})
         self.precision.load_state_dict(state.get("scaler", {}))
         self.epoch, self.batch, self.window = (
             state["position"][key] for key in ("epoch", "batch", "window")
@@ -132,7 +122,7 @@ class Resumable:
         generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
         if not distributed.active():
             return {}
-        runner = {"state": self.runner.state, "history": self.runner.history}
+        runner = self.runner.state_dict()
         return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
 
     def save(self, name: str, to_disk: bool = True) -> None:
@@ -161,10 +151,3 @@ class Resumable:
             raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
         self.log.truncate(self.window)
         self._good = self._candidate = None  # the start of the next fit: this checkpoint
-
-
-def truncation_state(runner: Runner) -> dict[str, Any]:
-    """The random-truncation draws' state, for an exact resume (none for a fixed k1)."""
-    if isinstance(runner.k1, RandomTruncation):
-        return {"truncation": runner.k1.state_dict()}
-    return {}

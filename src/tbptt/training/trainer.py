@@ -17,11 +17,13 @@ and what a checkpoint holds and how a run resumes from it is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,14 @@ from torch import Tensor, nn
 from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of
 from tbptt.diagnostics import choose_k2
-from tbptt.engine import LossFn, unroll
-from tbptt.engine.windows import RandomTruncation
+from tbptt.engine import LossFn, Runner
+from tbptt.engine.windows import RandomTruncation, Stride, as_stride
 from tbptt.errors import TBPTTError
 from tbptt.files import remove_temporaries
 from tbptt.training import checkpoints, distributed
 from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
+from tbptt.training.evaluation import check_metric, evaluate, loss_metrics
 from tbptt.training.precision import MixedPrecision
 from tbptt.training.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.training.reporting import MetricsLog, StopSignals, peak_memory_mb
@@ -46,12 +49,6 @@ from tbptt.training.resumable import Resumable
 __all__ = ["RANDOM_BATCH_WINDOWS", "TrainConfig", "Trainer"]
 
 logger = logging.getLogger(__name__)
-
-METRICS = ("language", "regression", "classification")
-
-EVAL_SLICE_STEPS = 32
-"""Steps per model call in evaluation: at most the outputs of a training window of
-k1 >= 32 steps (which also keeps their gradient), whatever the batch's length."""
 
 
 class Trainer(Resumable):
@@ -85,18 +82,26 @@ class Trainer(Resumable):
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        train: Streams,
+        train: Data,
         config: TrainConfig,
         *,
-        validation: Streams | None = None,
+        validation: Data | None = None,
+        optimizer: torch.optim.Optimizer | str | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         metrics: str = "language",
         run_dir: str | Path | None = None,
         extra: dict[str, Any] | None = None,
         callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
         progress: Callable[[int, float], None] | None = None,
     ) -> None:
-        if metrics not in METRICS:
-            raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
+        check_metric(metrics)
+        if isinstance(optimizer, str):
+            config = replace(config, optimizer=optimizer)  # checked as the config's own
+        if scheduler is not None and config.schedule != "constant":
+            raise TBPTTError(
+                f"scheduler= replaces the schedule, and schedule is {config.schedule!r}: "
+                "leave schedule constant, or pass no scheduler"
+            )
         if config.advise_every is not None and validation is None:
             raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
         if config.optimizer == "ntasgd" and validation is None:
@@ -111,11 +116,14 @@ class Trainer(Resumable):
         self.extra = extra or {}
         self.precision = MixedPrecision(config.precision, self.device)
         forward: Any = torch.compile(self.model) if config.compile else self.model
-        self.runner = config.runner(forward, loss_fn)
-        self.optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        checkpoint = config.checkpoint_segment or config.checkpoint_activations
+        self.runner = Runner(
+            forward, loss_fn, make_stride(config), config.k2, checkpoint=checkpoint
         )
-        self.scheduler = self._schedule()
+        self.optimizer = self._optimizer(optimizer)
+        self.scheduler = self._schedule() if scheduler is None else scheduler
+        if self.scheduler.optimizer is not self.optimizer:
+            raise TBPTTError("the scheduler steps another optimizer: build it on the trainer's")
         self.averaging = IterateAverage(config.nonmono) if config.optimizer == "ntasgd" else None
         self.run_dir = None if run_dir is None else Path(run_dir)
         main = distributed.is_main()
@@ -142,26 +150,42 @@ class Trainer(Resumable):
         self._evaluated_at = -1
         """The update after which the last evaluation ran (-1: none in this process)."""
 
+    def _optimizer(self, given: torch.optim.Optimizer | str | None) -> torch.optim.Optimizer:
+        """``given``, if an optimizer of the model's parameters, else the config's."""
+        if not isinstance(given, torch.optim.Optimizer):
+            return getattr(torch.optim, OPTIMIZERS[self.config.optimizer])(
+                self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
+        owned = {id(parameter) for parameter in self.model.parameters()}
+        if any(id(p) not in owned for group in given.param_groups for p in group["params"]):
+            raise TBPTTError(
+                "the optimizer updates tensors that are not the model's parameters: "
+                "build it on model.parameters() (or groups of them)"
+            )
+        return given
+
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
         """Constant (plateau lowers its base at evaluations), or cosine decay to zero
         over the expected updates, then zero."""
-        total = max(self.config.max_windows or self.config.epochs * self._updates_per_epoch(), 1)
-        if self.config.schedule == "cosine":
-            return torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+        if self.config.schedule != "cosine":
+            return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        per_epoch = self.updates_per_epoch()
+        if self.config.max_windows is None and per_epoch is None:
+            raise TBPTTError(
+                "the cosine schedule needs the run's length: set max_windows, or train "
+                "on Streams (whose updates per epoch are known)"
             )
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        total = max(self.config.max_windows or self.config.epochs * (per_epoch or 0), 1)
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+        )
 
-    def _updates_per_epoch(self) -> int:
-        """Windows per pass over the training streams (expected, for random k1)."""
-        steps, k1 = self.train_streams.steps, self.runner.k1
-        if k1 is None:
-            per_batch = 1.0
-        elif isinstance(k1, RandomTruncation):
-            per_batch = steps / k1.expected_stride() + 0.5  # the last window is cut short
-        else:
-            per_batch = math.ceil(steps / k1)
-        return round(len(self.train_streams) * per_batch)
+    def updates_per_epoch(self) -> int | None:
+        """Updates in one pass over the training streams (expected, for random k1;
+        ``None`` for training data that is not :class:`~tbptt.data.Streams`)."""
+        if not isinstance(self.train_streams, Streams):
+            return None
+        return updates_per_epoch(self.runner.stride, self.train_streams)
 
     def fit(self) -> dict[str, float]:
         """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
@@ -184,7 +208,7 @@ class Trainer(Resumable):
         try:
             with StopSignals() as stop:
                 while self.epoch < self.config.epochs and not self._done():
-                    for batch in self.train_streams.batches(self.epoch, start=self.batch):
+                    for batch in epoch_batches(self.train_streams, self.epoch, self.batch):
                         before = self.window
                         self.train_batch(batch)
                         self.batch += 1
@@ -238,10 +262,7 @@ class Trainer(Resumable):
         update, and a non-finite state leaving the window restarts the streams."""
         self.model.train()
         batch = batch.to(self.device)
-        windows = self.runner.windows(
-            batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        )
-        for window in self.precision.forward(windows):
+        for window in self.precision.forward(self.runner.windows(batch)):
             self.optimizer.zero_grad(set_to_none=True)
             loss, mean, count = distributed.global_window(window.loss, window.count)
             self.precision.backward(loss)
@@ -367,14 +388,15 @@ class Trainer(Resumable):
 
     def _choose_k2(self) -> None:
         """Rechoose k2 on the first validation batch (the largest any rank chose)."""
-        assert self.validation is not None and isinstance(self.runner.k1, int)
-        sample = next(iter(self.validation.batches(0))).to(self.device)
+        if self.validation is None or self.config.k1 is None:
+            raise TBPTTError("advise_every needs validation streams and a fixed k1")
+        sample = next(epoch_batches(self.validation, 0)).to(self.device)
         k2 = choose_k2(
             self.model,
             sample.inputs,
             sample.targets,
             self.loss_fn,
-            self.runner.k1,
+            self.config.k1,
             tolerance=self.config.advise_tolerance,
             resets=sample.resets,
             mask=sample.mask,
@@ -393,7 +415,7 @@ class Trainer(Resumable):
             "window": self.window,
             "epoch": self.epoch,
             "loss": loss,
-            **self._loss_metrics(loss),
+            **loss_metrics(loss, self.metrics),
             "lr": self.scheduler.get_last_lr()[0],
             "tokens_per_second": tokens_per_second,
             "skipped_updates": self.skipped,
@@ -442,55 +464,43 @@ class Trainer(Resumable):
         lowered = scale_learning_rate(self.optimizer, self.scheduler, ratio)
         logger.info("validation loss did not improve: learning rate %.3g -> %.3g", lr, lowered)
 
-    @torch.no_grad()
     def evaluate(
-        self, streams: Streams, progress: Callable[[int], None] | None = None
+        self, streams: Data, progress: Callable[[int], None] | None = None
     ) -> dict[str, float]:
         """Metrics over ``streams`` with the state carried across batches and no
-        truncation, so the loss does not depend on k (``semantics.md``); ``progress``
-        is called with the batches done after each.
-
-        Each batch runs in slices of ``EVAL_SLICE_STEPS`` steps, the state carried
-        between them: the same metrics as one call per batch, with the outputs of
-        only one slice alive at a time (a language model's ``(T, B, V)`` logits and
-        the loss's copy of them are the bulk of evaluation's memory)."""
-        self.model.eval()
-        state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
-        for done, batch in enumerate(streams.batches(0), start=1):
-            batch = batch.to(self.device)
-            for piece in batch.slices(EVAL_SLICE_STEPS):
-                outputs, state = unroll(self.model, piece.inputs, state, piece.resets)
-                losses = self.loss_fn(outputs, piece.targets)
-                add_totals(totals, outputs, piece, losses, self.metrics)
-            if progress is not None:
-                progress(done)
-        totals = distributed.sum_values(totals)
-        count = max(totals["count"], 1.0)
-        loss = totals["loss"] / count
-        metrics = {"loss": loss, **self._loss_metrics(loss)}
-        if self.metrics == "regression":
-            metrics["mae"] = totals["abs"] / count
-        if self.metrics == "classification":
-            metrics["accuracy"] = totals["correct"] / count
-        return metrics
-
-    def _loss_metrics(self, loss: float) -> dict[str, float]:
-        if self.metrics == "language":
-            return {"perplexity": math.exp(min(loss, 700.0)), "bits_per_token": loss / math.log(2)}
-        return {"mse": loss} if self.metrics == "regression" else {}
+        truncation (:func:`tbptt.training.evaluation.evaluate`)."""
+        return evaluate(
+            self.model,
+            self.loss_fn,
+            epoch_batches(streams, 0),
+            self.metrics,
+            device=self.device,
+            progress=progress,
+        )
 
 
-def add_totals(
-    totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor, metrics: str
-) -> None:
-    """Accumulate masked loss sums and counts, and what ``metrics`` reports besides:
-    absolute errors (regression) or correct predictions (classification)."""
-    mask = batch.mask
-    totals["loss"] += float(torch.where(mask, losses, 0.0).sum())
-    totals["count"] += float(mask.sum())
-    if metrics == "regression" and outputs.shape == batch.targets.shape:
-        errors = (outputs - batch.targets).abs()
-        errors = errors.flatten(2).mean(-1) if errors.dim() > 2 else errors
-        totals["abs"] += float(torch.where(mask, errors, 0.0).sum())
-    elif metrics == "classification" and outputs.dim() == batch.targets.dim() + 1:
-        totals["correct"] += float(((outputs.argmax(-1) == batch.targets) & mask).sum())
+Data = Streams | Iterable[Batch]
+"""Training or validation data: :class:`~tbptt.data.Streams`, or any iterable of
+:class:`~tbptt.data.Batch` es that can be iterated again for each epoch (a list, a
+``DataLoader``), consecutive chunks of the same streams."""
+
+
+def epoch_batches(data: Data, epoch: int, start: int = 0) -> Iterator[Batch]:
+    """The batches of ``epoch`` from the ``start``-th on."""
+    if isinstance(data, Streams):
+        return data.batches(epoch, start=start)
+    return itertools.islice(iter(data), start, None)
+
+
+def make_stride(config: TrainConfig) -> Stride:
+    """The stride ``config`` asks for: its k1, or one drawn per window around it."""
+    if config.k1_std is not None and config.k1 is not None:
+        return RandomTruncation(config.k1, config.k1_std, seed=config.seed)
+    return as_stride(config.k1)
+
+
+def updates_per_epoch(stride: Stride, streams: Streams) -> int:
+    """Updates in one pass over ``streams``: the windows ``stride`` expects in each
+    batch (the last one shorter when the streams are not a whole number of batches)."""
+    full, rest = divmod(streams.stream_length(0), streams.steps)
+    return round(full * stride.windows(streams.steps) + (stride.windows(rest) if rest else 0))
