@@ -153,12 +153,12 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
     stopped = make_trainer(tmp_path / "run", **overrides)
     stopped.log.callbacks.append(lambda r: r["window"] == 17 and os.kill(os.getpid(), number))
     result = stopped.fit()
-    assert result["interrupted"] == 1.0 and stopped.window == 17
+    assert result["interrupted"] == 1.0 and stopped.progress.updates == 17
 
     resumed = make_trainer(tmp_path / "run", **overrides)
     resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
     resumed.fit()
-    assert resumed.window == WINDOWS
+    assert resumed.progress.updates == WINDOWS
     assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
     assert logged_windows(tmp_path / "run") == logged_windows(tmp_path / "whole")
     if uninterrupted.averaging is not None:  # NT-ASGD's average, started before the stop
@@ -168,6 +168,34 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
         assert_same_parameters(resumed.averaging.average, uninterrupted.averaging.average)
     if not overrides:  # a batch of k1 steps: one record per window, once each
         assert logged_windows(tmp_path / "run") == list(range(1, WINDOWS + 1))
+
+
+def test_a_run_stopped_between_two_windows_of_a_batch_resumes_to_identical_parameters(tmp_path):
+    def make(run_dir):
+        gen = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, 12, (1201,), generator=gen)
+        train = Streams.language_model(tokens, 4, 12)  # 4 windows of k1 = 3 per batch
+        torch.manual_seed(0)
+        model = tbptt.models.GRU(16, vocab_size=12, dropout=0.2)
+        config = TrainConfig(k1=3, k2=5, max_windows=30, log_every=1, checkpoint_every=5)
+        return Trainer(model, tbptt.losses.cross_entropy, train, config, run_dir=run_dir)
+
+    uninterrupted = make(tmp_path / "whole")
+    uninterrupted.fit()
+    stopped = make(tmp_path / "run")
+    stopped.log.callbacks.append(
+        lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
+    )
+    assert stopped.fit()["interrupted"] == 1.0
+    latest = checkpoints.load(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert latest["position"] == {"epoch": 0, "batch": 4, "window": 17}
+    assert latest["runner"]["chunk"]["done"] == 1  # the fifth batch's first window done
+    resumed = make(tmp_path / "run")
+    resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
+    resumed.fit()
+    assert resumed.progress.updates == 30
+    assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
+    assert logged_windows(tmp_path / "run") == list(range(1, 31))
 
 
 def logged_windows(run_dir: Path) -> list[int]:
@@ -212,7 +240,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
     path = tmp_path / "checkpoints" / "latest.pt"
     before = path.read_bytes()
 
-    trainer.window += 1  # a new state to save
+    trainer.progress.updates += 1  # a new state to save
 
     def disk_full(descriptor):  # the data were written, but cannot reach the disk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -229,7 +257,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
 def test_patience_stops_a_run_that_no_longer_improves():
     trainer = make_trainer(None, lr=1e-9, eval_every=1, patience=2, max_windows=None, epochs=5)
     trainer.fit()
-    assert trainer.stale_evals == 2 and trainer.window < 10
+    assert trainer.progress.stale_evals == 2 and trainer.progress.updates < 10
 
 
 def test_random_truncation_scales_each_update_by_its_k1():
@@ -253,7 +281,7 @@ def test_random_truncation_scales_each_update_by_its_k1():
     torch.manual_seed(0)
     trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
     trainer.fit()
-    assert len(set(scales)) > 3 and trainer.window == len(scales)
+    assert len(set(scales)) > 3 and trainer.progress.updates == len(scales)
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5  # restored after each update
     for got, want in zip(trainer.model.parameters(), expected.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
@@ -274,12 +302,12 @@ def test_random_truncation_batches_hold_several_windows_and_intervals_are_kept(t
     trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r["window"] for r in records if r["kind"] == "eval"]
-    assert trainer.window > 2 * len(train)  # several windows per batch
-    due = trainer.window // 17  # one evaluation per multiple of 17 passed, in its batch
+    assert trainer.progress.updates > 2 * len(train)  # several windows per batch
+    due = trainer.progress.updates // 17  # one evaluation at each multiple of 17
     assert [w // 17 for w in evaluated[:due]] == list(range(1, due + 1))
-    assert evaluated[-1] == trainer.window  # and the final model's
+    assert evaluated[-1] == trainer.progress.updates  # and the final model's
     logged = [r["window"] // 13 for r in records if r["kind"] == "train"]
-    assert logged == list(range(1, trainer.window // 13 + 1))
+    assert logged == list(range(1, trainer.progress.updates // 13 + 1))
     assert trainer.optimizer.param_groups[0]["lr"] < 0.05 * config.lr  # cosine reached ~0
 
 
@@ -330,7 +358,7 @@ def test_a_scaled_update_leaves_the_learning_rate_to_the_schedule():
     # a schedule that scales the current rate (LambdaLR would recompute it from the base)
     trainer.scheduler = torch.optim.lr_scheduler.MultiplicativeLR(trainer.optimizer, lambda _: 1.0)
     trainer.train_batch(next(iter(train.batches(0))))
-    assert trainer.window > 3  # several windows, each of its own length
+    assert trainer.progress.updates > 3  # several windows, each of its own length
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5
 
 
@@ -379,7 +407,7 @@ def test_a_cosine_schedule_spans_every_update_of_the_run():
     train = Streams.language_model(tokens, 2, 5)  # batches of 5 steps: windows of 2, 2, 1
     config = TrainConfig(k1=2, lr=1.0, schedule="cosine", log_every=1, blowup=None)
     trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
-    rates = {}  # one train record per batch, after its three updates
+    rates = {}  # one train record per update (log_every=1), three per batch
 
     def note(record):
         if record["kind"] == "train":
@@ -387,7 +415,7 @@ def test_a_cosine_schedule_spans_every_update_of_the_run():
 
     trainer.log.callbacks.append(note)
     trainer.fit()
-    updates = trainer.window
-    assert updates == 4 * 3 and list(rates) == [3, 6, 9, 12]
+    updates = trainer.progress.updates
+    assert updates == 4 * 3 and list(rates) == list(range(1, 13))
     expected = {t: 0.5 * (1 + math.cos(math.pi * t / updates)) for t in rates}
     assert rates == pytest.approx(expected, abs=1e-12)  # zero at the last update, not before

@@ -66,7 +66,7 @@ def test_a_scheduler_of_your_own_steps_once_per_update():
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.5**t)
     trainer = trained(streams(), optimizer, scheduler, net=net, max_windows=3, epochs=1)
-    assert trainer.window == 3
+    assert trainer.progress.updates == 3
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
 
@@ -113,14 +113,16 @@ def test_a_scheduler_and_a_schedule_are_not_both_taken():
 def test_any_iterable_of_batches_trains_as_the_streams_do():
     from_streams = trained(streams())
     as_list = trained(list(streams().batches(0)))
-    assert as_list.window == from_streams.window
+    assert as_list.progress.updates == from_streams.progress.updates
     assert_same_weights(as_list.model, from_streams.model)
 
 
 def test_the_cosine_schedule_needs_a_length_the_data_does_not_give():
     with pytest.raises(TBPTTError, match="set max_windows"):
         trained(list(streams().batches(0)), schedule="cosine")
-    assert trained(list(streams().batches(0)), schedule="cosine", max_windows=5).window == 5
+    assert (
+        trained(list(streams().batches(0)), schedule="cosine", max_windows=5).progress.updates == 5
+    )
 
 
 def test_a_runner_takes_a_batch_whole():

@@ -357,7 +357,12 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
         trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
         trainer.resume(path)
         output.record(
-            {"kind": "resume", "window": trainer.window, "epoch": trainer.epoch, "from": str(path)}
+            {
+                "kind": "resume",
+                "window": trainer.progress.updates,
+                "epoch": trainer.progress.epoch,
+                "from": str(path),
+            }
         )
         distributed.barrier()  # every rank has read the config before rank 0 rewrites it
         if distributed.is_main():
@@ -390,13 +395,13 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
     total = config.train.epochs * updates_per_epoch(trainer.runner.stride, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
-    if trainer.window == 0 and total < config.train.log_every:
+    if trainer.progress.updates == 0 and total < config.train.log_every:
         output.note(
             f"tbptt train: this run makes {plural(total, 'update')}, fewer than --log-every "
             f"{config.train.log_every}, so it prints no training line; raise --epochs or "
             "lower --log-every"
         )
-    output.start(total, trainer.window)
+    output.start(total, trainer.progress.updates)
     result = trainer.fit()
     interrupted = result.pop("interrupted", 0.0)
     with held_back_stops():  # the run is saved: only its report is left
@@ -409,7 +414,7 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
             report_test(trainer, config, run.test, output)
     if interrupted:
         output.note(
-            f"stopped at update {trainer.window} of {total}, checkpoint saved; "
+            f"stopped at update {trainer.progress.updates} of {total}, checkpoint saved; "
             f"continue with: tbptt train --resume {config.run_dir}"
         )
         return 130

@@ -263,17 +263,29 @@ class Runner:
         self._resume: tuple[list[Span], int] | None = None
         """From :meth:`load_state_dict` of a chunk cut short: where the next call to
         :meth:`windows` (with that chunk again) continues."""
+        self._next_k2: int | None = None
+        """A k2 set mid-chunk, for the next chunk."""
 
     def reset(self, state: State = None) -> None:
         """Start every stream afresh from ``state`` (the initial state by default)."""
         self.state = states.detach(state)
         self._past = self._chunk = self._resume = None
 
+    @property
+    def mid_chunk(self) -> bool:
+        """Whether windows of the chunk under way remain to be taken."""
+        return self._chunk is not None
+
     def set_k2(self, k2: int) -> None:
-        """Let the next windows flow back ``k2`` steps, k1 unchanged. The history kept
-        for the next chunk grows from the end of this one; until it has ``k2 - k1``
-        steps, a chunk's first windows start from the carried state (a constant)."""
-        self.k2 = self.stride.check_k2(k2)
+        """Let the windows of the next chunk flow back ``k2`` steps, k1 unchanged (set
+        between chunks, at once). The history kept for the next chunk grows from the
+        end of this one; until it has ``k2 - k1`` steps, a chunk's first windows start
+        from the carried state (a constant)."""
+        checked = self.stride.check_k2(k2)
+        if self.mid_chunk:
+            self._next_k2 = checked
+            return
+        self.k2, self._next_k2 = checked, None
         self.overlap = overlap(self.stride, self.k2)
 
     def state_dict(self) -> dict[str, Any]:
@@ -289,6 +301,7 @@ class Runner:
             "state": self.state,
             "history": self._past,
             "k2": self.k2,
+            "next_k2": self._next_k2,
             "truncation": self.stride.state_dict(),
             "chunk": chunk,
         }
@@ -298,11 +311,12 @@ class Runner:
         :meth:`windows` takes the chunk that follows, or, for a state taken between
         two windows of a chunk, that chunk again, from the window after."""
         self.state, self._past = state["state"], state.get("history")
+        self._chunk = None
         if state.get("k2") is not None:
             self.set_k2(state["k2"])  # as advise_every last chose it
+        self._next_k2 = state.get("next_k2")
         self.stride.load_state_dict(state.get("truncation") or {})
         chunk = state.get("chunk")
-        self._chunk = None
         self._resume = (
             None if chunk is None else ([Span(*s) for s in chunk["spans"]], chunk["done"])
         )
@@ -328,6 +342,8 @@ class Runner:
         resets, mask = check_chunk(inputs, targets, resets, mask)
         states.check_batch_size(self.state, inputs.shape[1])
         resume, self._resume = self._resume, None
+        if self._next_k2 is not None and resume is None:
+            self.set_k2(self._next_k2)
         if self.burn_in:
             inputs, resets = self._burn_in(inputs, resets, run=resume is None)
         history = 0

@@ -64,8 +64,7 @@ class TrainConfig:
     epochs: int = 1
     """Passes over the training streams."""
     max_windows: int | None = None
-    """Stop after the batch in which this many parameter updates are reached
-    (default: run all epochs)."""
+    """Stop after this many parameter updates (default: run all epochs)."""
     optimizer: str = "adam"
     """adam, adamw, sgd or ntasgd (AWD-LSTM's: SGD until the validation loss is worse
     than the best before the last nonmono evaluations, then evaluated and saved as
