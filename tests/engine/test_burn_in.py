@@ -91,7 +91,7 @@ def test_burn_in_gradients_equal_a_per_step_computation(
 def test_windows_count_their_steps_from_the_chunk_start(checkpoint):
     model = make_model("gru")
     inputs, targets, _, _ = make_data(9, 2)
-    runner = tbptt.Runner(model, losses.mse, 3, 5, burn_in=2, checkpoint=checkpoint)
+    runner = tbptt.Runner(model, losses.mse, 3, 5, burn_in=2, recompute=checkpoint)
     placed = [(w.loss_start, w.end) for w in runner.windows(inputs, targets)]
     assert placed == [(2, 5), (5, 8), (8, 9)]
 

@@ -39,7 +39,7 @@ def test_nested_targets_give_the_gradients_of_one_packed_tensor(k1, k2, checkpoi
         k2,
         resets=resets,
         mask=mask,
-        checkpoint=checkpoint,
+        recompute=checkpoint,
     )
     assert_gradients_equal(actual, expected)
 

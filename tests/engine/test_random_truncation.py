@@ -110,7 +110,7 @@ def test_random_truncation_composes_with_checkpointing():
         targets,
         RandomTruncation(8, seed=1),
         11,
-        checkpoint=True,
+        recompute=True,
         **kwargs,
     )
     assert_gradients_equal(checkpointed, plain)

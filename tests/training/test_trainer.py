@@ -139,7 +139,7 @@ def test_regression_and_classification_metrics():
     "overrides",
     [
         {},
-        {"k1_std": 1.0, "checkpoint_activations": True},
+        {"k1_std": 1.0, "recompute_activations": True},
         {"advise_every": 4},
         {"schedule": "plateau", "eval_every": 2, "lr": 0.05, "plateau_factor": 2.0},
         {"optimizer": "ntasgd", "nonmono": 1, "eval_every": 2, "lr": 0.5},  # averages from 7
@@ -317,8 +317,8 @@ def test_checkpointed_training_takes_the_same_steps():
     trained = []
     for settings in (
         {},
-        {"checkpoint_activations": True},
-        {"checkpoint_activations": True, "checkpoint_segment": 3},
+        {"recompute_activations": True},
+        {"recompute_activations": True, "recompute_segment": 3},
     ):
         torch.manual_seed(0)
         model = tbptt.models.LSTM(8, vocab_size=6, num_layers=2)
@@ -335,8 +335,8 @@ def test_checkpointed_training_takes_the_same_steps():
     [
         ({"k1": None, "k1_std": 2.0}, "k1_std needs a k1"),
         ({"k1_std": -1.0}, "k1_std needs a k1 and must be >= 0"),
-        ({"checkpoint_segment": 4}, "needs checkpoint_activations"),
-        ({"checkpoint_activations": True, "checkpoint_segment": 0}, ">= 1 steps"),
+        ({"recompute_segment": 4}, "needs recompute_activations"),
+        ({"recompute_activations": True, "recompute_segment": 0}, ">= 1 steps"),
         ({"k1": 4, "k2": 2}, "k1=4 > k2=2"),
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
@@ -419,3 +419,14 @@ def test_a_cosine_schedule_spans_every_update_of_the_run():
     assert updates == 4 * 3 and list(rates) == list(range(1, 13))
     expected = {t: 0.5 * (1 + math.cos(math.pi * t / updates)) for t in rates}
     assert rates == pytest.approx(expected, abs=1e-12)  # zero at the last update, not before
+
+
+def test_the_old_recompute_setting_names_still_work_with_one_warning_line_each(caplog):
+    with caplog.at_level("WARNING", logger="tbptt.training.config"):
+        config = TrainConfig(checkpoint_activations=True, checkpoint_segment=3)
+    assert (config.recompute_activations, config.recompute_segment) == (True, 3)
+    assert (config.checkpoint_activations, config.checkpoint_segment) == (None, None)
+    assert [record.getMessage() for record in caplog.records] == [
+        "checkpoint_activations is deprecated: it is now recompute_activations",
+        "checkpoint_segment is deprecated: it is now recompute_segment",
+    ]

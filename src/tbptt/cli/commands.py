@@ -276,7 +276,8 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
     use_threads(config.threads)
     config = resolved(config)
-    assert config.run_dir is not None
+    if config.run_dir is None:
+        raise TBPTTError("tbptt train needs a run directory: give --run-dir")
     run_dir = Path(config.run_dir)
     try:
         return start(config, run_dir, overwrite, output)
@@ -534,7 +535,8 @@ def evaluation_data(
         ids: Any = read_tokens(data, file, saved)[0]
     else:
         vocabulary = saved_vocabulary(saved)
-        assert vocabulary is not None
+        if vocabulary is None:
+            raise TBPTTError("this run has no vocabulary: evaluate it on its own data")
         ids = vocabulary.encode(read_text(file))
         unknown = count_unknown(ids, settings.strict_vocabulary, file)
     if len(ids) < 2:
@@ -649,7 +651,8 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         where = f"{file} from step {origins[0]}"
     forecasts = forecasting.forecast(model, transforms, series, origins, settings.device)
     header, rows = forecast_output.predictions_table(transforms, series, origins, forecasts)
-    assert settings.out is not None
+    if settings.out is None:
+        raise TBPTTError("tbptt predict needs --out FILE for the predictions")
     forecast_output.write_predictions(settings.out, header, rows, forecasts)
     if settings.plot is not None:
         forecast_output.plot_forecast(settings.plot, transforms, series, origins, forecasts, leads)

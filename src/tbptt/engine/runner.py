@@ -16,9 +16,9 @@ With ``burn_in=m`` the first m steps of every chunk run without gradient and
 without loss, only to refresh a stored state (R2D2's replay); the windows are laid
 out over the steps after them.
 
-With ``checkpoint=`` a window keeps only the states at segment boundaries and
-recomputes the rest in the backward pass (``tbptt.engine.recompute``): the same
-gradient in a fraction of the memory.
+With ``recompute=`` (activation checkpointing) a window keeps only the states at
+segment boundaries and recomputes the rest in the backward pass
+(``tbptt.engine.recompute``): the same gradient in a fraction of the memory.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from tbptt.engine import recompute
+from tbptt.engine import recompute as recomputing
 from tbptt.engine import state as states
 from tbptt.engine.state import State
 from tbptt.engine.windows import K1, Span, check_truncation, overlap
@@ -214,11 +214,13 @@ class Runner:
     carried from the last chunk, and the state carried out is the one at the chunk's
     end. Resets inside the burn-in apply as anywhere else.
 
-    ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
+    ``recompute=True`` runs each window as segments of about ``sqrt(L)`` steps for
     a window of L steps, keeping only the states between them and recomputing the
     rest in the backward pass (the same gradient; ``docs/memory.md``);
-    ``checkpoint=S`` uses segments of S steps; ``memory_budget=bytes`` picks the
-    longest segments whose activations and boundary states fit the budget.
+    ``recompute=S`` uses segments of S steps; ``memory_budget=bytes`` picks the
+    longest segments whose activations and boundary states fit the budget. (The
+    keyword was ``checkpoint=`` before; that name still works, with a warning, for
+    this release: "checkpoint" now means saved files only.)
 
     Usage::
 
@@ -239,8 +241,9 @@ class Runner:
         *,
         state: State = None,
         burn_in: int = 0,
-        checkpoint: bool | int = False,
+        recompute: bool | int = False,
         memory_budget: int | None = None,
+        checkpoint: bool | int | None = None,
     ) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.stride, self.k2 = check_truncation(k1, k2)
@@ -251,7 +254,8 @@ class Runner:
             )
         self.burn_in = burn_in
         self.overlap = overlap(self.stride, self.k2)
-        self.checkpointing = recompute.check_checkpoint(checkpoint, memory_budget)
+        recompute = recomputing.renamed(recompute, checkpoint, "Runner")
+        self.recomputing = recomputing.check_recompute(recompute, memory_budget)
         self._probed: dict[tuple[object, ...], tuple[float, int]] = {}
         self.state = states.detach(state)
         """The state the streams carry into the next window (read it; set it with
@@ -444,29 +448,29 @@ class Runner:
     def _segment_steps(self, span: Span, chunk: Chunk) -> int:
         """The checkpoint segment length for ``span`` (its length: run it plainly)."""
         steps = span.end - span.start
-        if self.checkpointing is None:
+        if self.recomputing is None:
             return steps
 
         def probe() -> tuple[float, int]:
             inputs = chunk.inputs
             key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, self.model.training)
             if key not in self._probed:
-                start = max(span.start, span.end - recompute.PROBE_STEPS)
+                start = max(span.start, span.end - recomputing.PROBE_STEPS)
                 run = self._segment_loss(span, chunk)
                 parameters = self.model.parameters()
-                self._probed[key] = recompute.probe(run, inputs, start, self.state, parameters)
+                self._probed[key] = recomputing.probe(run, inputs, start, self.state, parameters)
             return self._probed[key]
 
-        return self.checkpointing.segment_steps(steps, probe)
+        return self.recomputing.segment_steps(steps, probe)
 
     def _checkpointed_window(
         self, span: Span, chunk: Chunk, segment: int, next_start: int
     ) -> Window:
         """The window run as checkpointed segments of ``segment`` steps: its loss is
         the segments' loss sums over the window's valid count; no outputs are kept."""
-        bounds = recompute.boundaries(span.start, next_start, span.end, segment)
+        bounds = recomputing.boundaries(span.start, next_start, span.end, segment)
         run = self._segment_loss(span, chunk)
-        total, self.state = recompute.run_segments(
+        total, self.state = recomputing.run_segments(
             run, chunk.inputs, bounds, self.state, next_start
         )
         loss_steps = chunk.loss_steps(span.loss_start, span.end)
@@ -478,7 +482,7 @@ class Runner:
         loss = total / count.clamp(min=1)
         return Window(loss, count, None, loss_steps.start, loss_steps.stop, self._lr_scale(span))
 
-    def _segment_loss(self, span: Span, chunk: Chunk) -> recompute.SegmentFn:
+    def _segment_loss(self, span: Span, chunk: Chunk) -> recomputing.SegmentFn:
         """The function one checkpointed segment runs: steps ``[start, start + S)``
         from ``state``, returning the masked loss sum of those of them in the
         window's loss steps, and the state after them."""
@@ -594,8 +598,9 @@ def gradients(
     resets: Tensor | None = None,
     mask: Tensor | None = None,
     burn_in: int = 0,
-    checkpoint: bool | int = False,
+    recompute: bool | int = False,
     memory_budget: int | None = None,
+    checkpoint: bool | int | None = None,
 ) -> list[dict[str, Tensor]]:
     """The gradient of every TBPTT(k1, k2) window at fixed parameters, in window order.
 
@@ -615,8 +620,9 @@ def gradients(
         mask: ``(T, B)`` bool, false for padding.
         burn_in: the first ``burn_in`` steps run from ``state`` without gradient
             and without loss, only to refresh it; the windows cover the steps after.
-        checkpoint, memory_budget: recompute activations in the backward pass
-            instead of keeping them (see :class:`Runner`); the same gradients.
+        recompute, memory_budget: recompute activations in the backward pass
+            instead of keeping them (see :class:`Runner`); the same gradients
+            (``checkpoint``: the old name of ``recompute``, deprecated).
 
     Returns:
         One dict per window mapping each trainable parameter's name (as in
@@ -638,7 +644,7 @@ def gradients(
         k2,
         state=state,
         burn_in=burn_in,
-        checkpoint=checkpoint,
+        recompute=recomputing.renamed(recompute, checkpoint, "gradients"),
         memory_budget=memory_budget,
     )
     result = []

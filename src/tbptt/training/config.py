@@ -10,10 +10,13 @@ line builds its parser from :class:`TrainConfig` (``tbptt train --help``) withou
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, one_of
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "ntasgd": "SGD"}
 """Each optimizer's name in ``torch.optim`` (ntasgd: SGD and the average of its
@@ -48,13 +51,17 @@ class TrainConfig:
     that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
     training data then comes in batches of 8 k1 steps, so the draws follow each
     other along the streams and only a batch's last window is cut short."""
-    checkpoint_activations: bool = False
+    recompute_activations: bool = False
     """Keep only the state every ~sqrt(window) steps and recompute the rest in the
     backward pass: the same gradients in far less memory, one more forward pass
-    (docs/memory.md)."""
-    checkpoint_segment: int | None = None
-    """With checkpoint_activations: steps between kept states (default: about the
+    (docs/memory.md; activation checkpointing)."""
+    recompute_segment: int | None = None
+    """With recompute_activations: steps between kept states (default: about the
     square root of the window's steps)."""
+    checkpoint_activations: bool | None = None
+    """Deprecated: the old name of recompute_activations (until the next release)."""
+    checkpoint_segment: int | None = None
+    """Deprecated: the old name of recompute_segment (until the next release)."""
     advise_every: int | None = None
     """Updates between rechoosing k2 from the gradient's truncation bias on the first
     validation batch (tbptt.diagnostics.choose_k2: the smallest of k1, 2 k1, 4 k1, ...
@@ -124,10 +131,12 @@ class TrainConfig:
         from tbptt.training.precision import PRECISIONS
 
         check_truncation(self.k1, self.k2)
-        segment = self.checkpoint_segment
-        if segment is not None and (segment < 1 or not self.checkpoint_activations):
+        self._rename("checkpoint_activations", "recompute_activations", False)
+        self._rename("checkpoint_segment", "recompute_segment", None)
+        segment = self.recompute_segment
+        if segment is not None and (segment < 1 or not self.recompute_activations):
             raise TBPTTError(
-                f"checkpoint_segment={segment} needs checkpoint_activations on and >= 1 steps"
+                f"recompute_segment={segment} needs recompute_activations on and >= 1 steps"
             )
         if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
@@ -135,10 +144,7 @@ class TrainConfig:
             raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
         if not 0 < self.advise_tolerance <= 1:
             raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
-        if self.precision not in PRECISIONS:
-            raise TBPTTError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        one_of("precision", self.precision, PRECISIONS)
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -163,10 +169,7 @@ class TrainConfig:
                 f"got {self.rollback_lr_factor}"
             )
         parse_device(self.device)
-        if self.optimizer not in OPTIMIZERS:
-            raise TBPTTError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
         if not 1 < self.plateau_factor < math.inf:
             raise TBPTTError(
                 f"plateau_factor divides the learning rate: it must be finite and > 1, "
@@ -174,10 +177,16 @@ class TrainConfig:
             )
         if not 0 <= self.plateau_min_lr < math.inf:
             raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
-        if self.schedule not in SCHEDULES:
-            raise TBPTTError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
+        one_of("schedule", self.schedule, SCHEDULES)
+
+    def _rename(self, old: str, new: str, default: object) -> None:
+        """Move a setting given under its deprecated name ``old`` to ``new``, with one
+        warning line (an old run's saved default moves silently)."""
+        value = getattr(self, old)
+        if value is not None and value != default:
+            logger.warning("%s is deprecated: it is now %s", old, new)
+            setattr(self, new, value)
+        setattr(self, old, None)
 
     def batch_steps(self, whole: int) -> int:
         """Steps per training batch: one window (k1), several with randomised

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from tbptt.data.streams import Batch
 from tbptt.engine import LossFn, unroll
-from tbptt.errors import TBPTTError
+from tbptt.errors import one_of
 from tbptt.training import distributed
 
 METRICS = ("language", "regression", "classification")
@@ -30,8 +30,7 @@ k1 >= 32 steps (which also keeps their gradient), whatever the batch's length.""
 
 def check_metric(metric: str) -> None:
     """Refuse a ``metric`` that is not one of :data:`METRICS`."""
-    if metric not in METRICS:
-        raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metric!r}")
+    one_of("metrics", metric, METRICS)
 
 
 @torch.no_grad()

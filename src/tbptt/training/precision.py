@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import one_of
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Precision names and the dtype their forward pass autocasts to."""
@@ -31,8 +31,7 @@ class MixedPrecision:
     everything through, so a training loop calls the same methods in every case."""
 
     def __init__(self, precision: str, device: torch.device) -> None:
-        if precision not in PRECISIONS:
-            raise TBPTTError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        one_of("precision", precision, PRECISIONS)
         self.dtype, self.device_type = PRECISIONS[precision], device.type
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 

@@ -117,10 +117,8 @@ class Trainer(Resumable):
         self.extra = extra or {}
         self.precision = MixedPrecision(config.precision, self.device)
         forward: Any = torch.compile(self.model) if config.compile else self.model
-        checkpoint = config.checkpoint_segment or config.checkpoint_activations
-        self.runner = Runner(
-            forward, loss_fn, make_stride(config), config.k2, checkpoint=checkpoint
-        )
+        recompute = config.recompute_segment or config.recompute_activations
+        self.runner = Runner(forward, loss_fn, make_stride(config), config.k2, recompute=recompute)
         self.optimizer = self._optimizer(optimizer)
         self.scheduler = self._schedule() if scheduler is None else scheduler
         if self.scheduler.optimizer is not self.optimizer:
