@@ -29,18 +29,28 @@ def assert_same_parameters(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name  # bit-identical, not merely close
 
 
-def test_the_loss_falls_on_a_learnable_stream(tmp_path):
+def cycle_trainer(run_dir: Path | None) -> tuple[Trainer, Streams]:
     tokens = torch.arange(3000) % 7  # a cycle: perfectly predictable
     train = Streams.language_model(tokens, 4, 8)
     torch.manual_seed(0)
     model = tbptt.models.LSTM(16, vocab_size=7)
     config = TrainConfig(k1=8, epochs=2, lr=1e-2, log_every=10)
     trainer = Trainer(
-        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=tmp_path
+        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=run_dir
     )
+    return trainer, train
+
+
+def test_the_loss_falls_on_a_learnable_stream():
+    trainer, train = cycle_trainer(None)
     before = trainer.evaluate(train)["loss"]
     after = trainer.fit()["loss"]
     assert after < 0.2 * before
+
+
+def test_a_run_directory_holds_metrics_checkpoints_and_a_learning_curve(tmp_path):
+    trainer, _ = cycle_trainer(tmp_path)
+    trainer.fit()
     assert {p.name for p in tmp_path.iterdir()} >= {
         "metrics.jsonl",
         "metrics.csv",

@@ -106,9 +106,10 @@ def default_truncations(steps: int) -> list[tuple[int, int]]:
     return candidates
 
 
-def check_tolerance(tolerance: float) -> float:
+def check_tolerance(tolerance: float, name: str = "tolerance") -> float:
+    """Refuse a ``tolerance`` (a cosine to the full gradient) outside (0, 1]."""
     if not 0.0 < tolerance <= 1.0:
-        raise TBPTTError(f"tolerance is a cosine in (0, 1], got {tolerance}")
+        raise TBPTTError(f"{name} is a cosine in (0, 1], got {tolerance}")
     return tolerance
 
 

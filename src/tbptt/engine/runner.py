@@ -37,6 +37,7 @@ from tbptt.engine import state as states
 from tbptt.engine.state import State
 from tbptt.engine.windows import K1, Span, check_truncation, overlap
 from tbptt.errors import TBPTTError
+from tbptt.resets import reset_pieces
 
 Targets = Any
 """A tensor ``(T, B, ...)``, or a tuple, list or dict nesting of tensors that each
@@ -88,10 +89,9 @@ def unroll(
         return checked(model(inputs, state), inputs)
     if accepts_resets(model):
         return checked(model(inputs, state, resets=resets), inputs)
-    reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
-    bounds = sorted({0, *reset_steps, inputs.shape[0]})
+    reset_steps, pieces = reset_pieces(resets)  # a CPU-GPU sync
     outputs = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in pieces:
         if state is not None and start in reset_steps:
             initial = states.initial_state(model, state, inputs.shape[1])
             state = states.reset_streams(state, initial, resets[start])

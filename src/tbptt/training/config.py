@@ -127,8 +127,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from tbptt.devices import parse_device
+        from tbptt.diagnostics.advice import check_tolerance
         from tbptt.engine.windows import check_truncation
-        from tbptt.training.precision import PRECISIONS
+        from tbptt.training.precision import check_precision
 
         check_truncation(self.k1, self.k2)
         self._rename("checkpoint_activations", "recompute_activations", False)
@@ -142,9 +143,8 @@ class TrainConfig:
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
         if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
             raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
-        if not 0 < self.advise_tolerance <= 1:
-            raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
-        one_of("precision", self.precision, PRECISIONS)
+        check_tolerance(self.advise_tolerance, "advise_tolerance")
+        check_precision(self.precision)
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")

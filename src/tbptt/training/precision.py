@@ -25,13 +25,18 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Item = TypeVar("Item")
 
 
+def check_precision(precision: str) -> None:
+    """Refuse a ``precision`` that is not one of :data:`PRECISIONS`."""
+    one_of("precision", precision, PRECISIONS)
+
+
 class MixedPrecision:
     """Autocast and loss scaling for ``precision`` (``"32"``, ``"bf16"``, ``"fp16"``)
     on ``device``. With ``"32"`` and ``"bf16"`` the scaler is disabled and passes
     everything through, so a training loop calls the same methods in every case."""
 
     def __init__(self, precision: str, device: torch.device) -> None:
-        one_of("precision", precision, PRECISIONS)
+        check_precision(precision)
         self.dtype, self.device_type = PRECISIONS[precision], device.type
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
