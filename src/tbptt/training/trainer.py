@@ -58,9 +58,16 @@ class Trainer(Resumable):
     Args:
         model: follows the tbptt model protocol.
         loss_fn: per-element losses ``(T, B)``.
-        train: the training streams (batches of k1 steps fit windows best).
+        train: the training streams (batches of k1 steps fit windows best), or any
+            iterable of :class:`~tbptt.data.Batch` es that can be iterated again
+            each epoch (a list, a ``DataLoader``; see :data:`Data`).
         config: see :class:`TrainConfig`.
-        validation: streams evaluated every ``eval_every`` updates.
+        validation: streams (or batches) evaluated every ``eval_every`` updates.
+        optimizer: a ``torch.optim.Optimizer`` of the model's parameters (groups
+            and all), or a name that replaces ``config.optimizer``; by default the
+            config's, on ``config.lr`` and ``config.weight_decay``.
+        scheduler: a learning-rate scheduler of that optimizer, stepped once per
+            update (then ``config.schedule`` must stay ``"constant"``).
         metrics: ``"language"`` (loss in nats, perplexity, bits per token),
             ``"regression"`` (MSE, MAE) or ``"classification"`` (accuracy).
         run_dir: where metrics, checkpoints and plots go (none: nothing written).
