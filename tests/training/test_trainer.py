@@ -128,7 +128,7 @@ def test_the_plateau_schedule_needs_validation_streams():
         )
 
 
-def test_regression_and_classification_metrics():
+def test_regression_evaluation_reports_the_loss_as_mse_and_the_mae():
     data = tasks.adding(32, 20, seed=0)
     streams = Streams(
         data.inputs.transpose(0, 1).reshape(-1, 2),
