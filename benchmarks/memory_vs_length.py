@@ -5,7 +5,7 @@ steps three ways, each with ``tbptt.Runner`` and no optimizer step:
 
     full        Runner(k1=None): one window of T steps, every step's activations
                 kept for the backward pass (memory linear in T)
-    checkpoint  Runner(k1=None, checkpoint=True): the same exact gradient, the window
+    checkpoint  Runner(k1=None, recompute=True): the same exact gradient, the window
                 cut into segments of about sqrt(T) steps; only the state at segment
                 boundaries is kept and each segment runs again in the backward pass
                 (memory about sqrt(T), one extra forward pass)
@@ -47,8 +47,8 @@ CALIBRATION_STEPS = 300
 
 
 def has_checkpointing() -> bool:
-    """Whether this tbptt's Runner takes ``checkpoint=`` (checkpointed BPTT)."""
-    return "checkpoint" in inspect.signature(tbptt.Runner).parameters
+    """Whether this tbptt's Runner takes ``recompute=`` (checkpointed BPTT)."""
+    return "recompute" in inspect.signature(tbptt.Runner).parameters
 
 
 def make_runner(method: str, model: torch.nn.Module, k: int) -> tbptt.Runner:
@@ -57,7 +57,7 @@ def make_runner(method: str, model: torch.nn.Module, k: int) -> tbptt.Runner:
     if method == "full":
         return tbptt.Runner(model, loss_fn, k1=None)
     if method == "checkpoint":
-        return tbptt.Runner(model, loss_fn, k1=None, checkpoint=True)
+        return tbptt.Runner(model, loss_fn, k1=None, recompute=True)
     return tbptt.Runner(model, loss_fn, k1=k, k2=k)
 
 
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "checkpoint" in args.methods and not has_checkpointing():
         print(
-            "memory_vs_length: this tbptt has no Runner(checkpoint=...); "
+            "memory_vs_length: this tbptt has no Runner(recompute=...); "
             "measuring without checkpointed BPTT."
         )
         args.methods = [method for method in args.methods if method != "checkpoint"]

@@ -79,7 +79,7 @@ def main() -> None:
         for batch in batches[:warmup]:  # the compiled variants compile here
             trainer.train_batch(batch)
         compile_seconds[name] = time.perf_counter() - start
-        first_loss[name] = trainer._loss_sum / max(trainer._loss_count, 1)
+        first_loss[name] = trainer.progress.loss_sum / max(trainer.progress.loss_count, 1)
     for name, loss in first_loss.items():
         assert abs(loss - first_loss["fp32"]) < 0.05 * first_loss["fp32"], (name, loss)
 

@@ -1,9 +1,12 @@
-"""User models that follow the protocol without the built-in fast paths."""
+"""What the tests share: user models that follow the protocol without the built-in
+fast paths, small models and data to run them on, and gradient comparisons."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from tbptt import models
 
 
 class DictStateCell(nn.Module):
@@ -49,3 +52,45 @@ class LearnedStartLSTM(nn.Module):
             h, c = self.cell(x_i, (h, c))
             outputs.append(self.out(h))
         return torch.stack(outputs), (h, c)
+
+
+INPUT, HIDDEN, OUTPUT = 3, 4, 2
+
+
+def make_model(kind: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if kind == "dict":
+        model = DictStateCell(INPUT, HIDDEN, OUTPUT)
+    elif kind == "learned_start":
+        model = LearnedStartLSTM(INPUT, HIDDEN, OUTPUT)
+    else:
+        cell, _, strategy = kind.partition("-")
+        model = models.RecurrentNetwork(
+            cell,
+            HIDDEN,
+            input_size=INPUT,
+            output_size=OUTPUT,
+            num_layers=2,
+            reset_strategy=strategy or "auto",
+        )
+    return model.double()
+
+
+def make_data(steps, batch, seed=0, reset_p=0.0, mask_p=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(steps, batch, INPUT, generator=gen, dtype=torch.float64)
+    targets = torch.randn(steps, batch, OUTPUT, generator=gen, dtype=torch.float64)
+    resets = torch.rand(steps, batch, generator=gen) < reset_p
+    mask = torch.rand(steps, batch, generator=gen) < mask_p
+    return inputs, targets, resets, mask
+
+
+def assert_gradients_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert got.keys() == want.keys()
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-11, msg=name)
+
+
+KINDS = ["elman", "lstm", "gru", "lstm-packed", "gru-packed", "dict", "learned_start"]

@@ -1,8 +1,11 @@
-"""Messages quote what a user gave cut to a readable length."""
+"""Messages: what a user gave is quoted cut to a readable length; every choice error
+names the choices, and the nearest for a near miss."""
 
 from __future__ import annotations
 
-from tbptt.errors import QUOTE_LENGTH, quoted
+import pytest
+
+from tbptt.errors import QUOTE_LENGTH, TBPTTError, one_of, quoted
 
 
 def test_a_short_value_is_quoted_as_repr_writes_it():
@@ -24,3 +27,15 @@ def test_a_long_or_deep_container_is_cut_to_its_first_items():
     for _ in range(10_000):
         deep = [deep]
     assert len(quoted(deep)) < 20
+
+
+def test_a_choice_error_names_every_choice_and_the_nearest_in_one_line():
+    with pytest.raises(TBPTTError) as error:
+        one_of("schedule", "cosin", ("constant", "cosine", "plateau"))
+    assert str(error.value) == (
+        "schedule 'cosin' is unknown: schedule must be one of constant, cosine, plateau "
+        "(did you mean 'cosine'?)"
+    )
+    with pytest.raises(TBPTTError, match=r"must be one of a, b$"):
+        one_of("x", "zzz", ("a", "b"))
+    one_of("x", "a", ("a", "b"))  # a choice passes

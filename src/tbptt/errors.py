@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import reprlib
+from collections.abc import Iterable, Sequence
 
 QUOTE_LENGTH = 60
 """The most characters of a string that a message quotes (its start and end)."""
@@ -37,3 +39,24 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, run_dir: str | os.PathLike[str], resumable: bool) -> None:
         super().__init__(os.fspath(run_dir))
         self.run_dir, self.resumable = os.fspath(run_dir), resumable
+
+
+def one_of(name: str, value: object, choices: Iterable[str]) -> None:
+    """Refuse ``value`` unless it is one of ``choices``: the one error for a choice,
+    naming them all and, for a near miss, the nearest."""
+    choices = list(choices)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f" (did you mean {quoted(close[0])}?)" if close else ""
+    raise TBPTTError(
+        f"{name} {quoted(value)} is unknown: {name} must be one of {', '.join(choices)}{hint}"
+    )
+
+
+def nearest(key: str, choices: Sequence[str]) -> str:
+    """'did you mean X?' for the closest of ``choices``, else the list of them."""
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {quoted(close[0])}?"
+    return f"choose one of {', '.join(choices)}"

@@ -77,6 +77,15 @@ def text_file(tmp_path):
     return path
 
 
+def test_the_old_option_checkpoint_activations_still_recomputes(tmp_path, text_file):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--text", text_file, "--k1", "8", "--max-windows", "2"]
+    old = ["--checkpoint-activations", "--checkpoint-segment", "3", "--run-dir", run_dir]
+    assert main([*map(str, arguments), *TINY_MODEL, *map(str, old)]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())["train"]
+    assert (saved["recompute_activations"], saved["recompute_segment"]) == (True, 3)
+
+
 def test_train_then_eval_on_a_text_file(tmp_path, text_file, capsys):
     run_dir = tmp_path / "run"
     arguments = ["train", "--text", text_file, "--k1", "8", "--k2", "12", "--lr", "0.01"]

@@ -18,7 +18,7 @@ from tbptt.cli.runconfig import DataConfig, RunConfig, TrainConfig
 from tbptt.data import read_csv
 from tbptt.errors import TBPTTError
 from tbptt.forecast import forecast_metrics, lead_truth
-from tests.cli.test_bad_input import assert_refused
+from tests.refusals import assert_refused
 
 SMALL = ["--hidden-size", "8", "--num-layers", "1", "--k1", "8", "--batch-size", "2", "--quiet"]
 STEPS = 240

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from tbptt.cli import commands
 from tbptt.cli.main import main
 
 TINY = ["--hidden-size", "12", "--num-layers", "1", "--k1", "8", "--batch-size", "2"]
@@ -102,5 +103,16 @@ def test_impossible_held_out_data_is_refused_in_one_line(corpus, capsys, options
 )
 def test_eval_scores_a_run_whose_training_needed_validation(corpus, capsys, options):
     run_dir, records = train(corpus, capsys, *options)
+    best = min(record["loss"] for record in records if record["kind"] == "eval")
+    assert evaluate(capsys, run_dir)["loss"] == pytest.approx(best, rel=1e-6)
+
+
+def test_eval_builds_no_trainer(corpus, capsys, monkeypatch):
+    run_dir, records = train(corpus, capsys, "--schedule", "plateau")
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("tbptt eval built a Trainer")
+
+    monkeypatch.setattr(commands, "Trainer", no_trainer)
     best = min(record["loss"] for record in records if record["kind"] == "eval")
     assert evaluate(capsys, run_dir)["loss"] == pytest.approx(best, rel=1e-6)

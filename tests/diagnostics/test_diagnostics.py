@@ -279,7 +279,7 @@ def test_the_checkpointed_reference_is_the_full_gradient():
     options = {"resets": resets, "mask": mask}
     _, plain = diagnostics.truncation_bias(model, inputs, targets, losses.mse, [], **options)
     _, saved = diagnostics.truncation_bias(
-        model, inputs, targets, losses.mse, [], checkpoint=3, **options
+        model, inputs, targets, losses.mse, [], recompute=3, **options
     )
     torch.testing.assert_close(saved.gradient, plain.gradient, rtol=1e-10, atol=1e-13)
 
@@ -380,10 +380,10 @@ def test_activations_are_recomputed_only_when_asked():
     model, inputs, targets, _, _ = lstm_and_data()
     args = (model, inputs, targets, losses.mse)
     default = diagnostics.truncated_gradient(*args, None).activation_bytes
-    plain = diagnostics.truncated_gradient(*args, None, checkpoint=False).activation_bytes
-    checkpointed = diagnostics.truncated_gradient(*args, None, checkpoint=3).activation_bytes
+    plain = diagnostics.truncated_gradient(*args, None, recompute=False).activation_bytes
+    checkpointed = diagnostics.truncated_gradient(*args, None, recompute=3).activation_bytes
     assert default == plain > checkpointed
-    _, full = diagnostics.truncation_bias(*args, [], checkpoint=3)
+    _, full = diagnostics.truncation_bias(*args, [], recompute=3)
     assert full.activation_bytes == checkpointed  # the reference is checkpointed too
 
 

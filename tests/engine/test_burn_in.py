@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tbptt
 from tbptt import losses
 from tests import naive
-from tests.engine.test_runner import HIDDEN, assert_gradients_equal, make_data, make_model
+from tests.models_for_tests import HIDDEN, assert_gradients_equal, make_data, make_model
 
 
 def per_step_burn_in(model, inputs, targets, k1, k2, burn_in, state, resets, mask):
@@ -74,9 +74,9 @@ def test_burn_in_gradients_equal_a_per_step_computation(
     expected = per_step_burn_in(model, inputs, targets, k1, k2, burn_in, state, resets, mask)
     actual = tbptt.gradients(
         model,
+        losses.mse,
         inputs,
         targets,
-        losses.mse,
         k1,
         k2,
         state=state,
@@ -91,7 +91,7 @@ def test_burn_in_gradients_equal_a_per_step_computation(
 def test_windows_count_their_steps_from_the_chunk_start(checkpoint):
     model = make_model("gru")
     inputs, targets, _, _ = make_data(9, 2)
-    runner = tbptt.Runner(model, losses.mse, 3, 5, burn_in=2, checkpoint=checkpoint)
+    runner = tbptt.Runner(model, losses.mse, 3, 5, burn_in=2, recompute=checkpoint)
     placed = [(w.loss_start, w.end) for w in runner.windows(inputs, targets)]
     assert placed == [(2, 5), (5, 8), (8, 9)]
 
@@ -102,9 +102,9 @@ def test_a_reset_inside_the_burn_in_discards_the_stored_state():
     resets[1] = True  # every stream restarts inside the burn-in
     stale = stored_state("lstm", 2, 0)
     from_stale = tbptt.gradients(
-        model, inputs, targets, losses.mse, 2, state=stale, resets=resets, burn_in=3
+        model, losses.mse, inputs, targets, 2, state=stale, resets=resets, burn_in=3
     )
-    from_fresh = tbptt.gradients(model, inputs, targets, losses.mse, 2, resets=resets, burn_in=3)
+    from_fresh = tbptt.gradients(model, losses.mse, inputs, targets, 2, resets=resets, burn_in=3)
     assert_gradients_equal(from_stale, from_fresh)
 
 
@@ -136,7 +136,7 @@ def test_a_burn_in_as_long_as_the_chunk_is_refused(burn_in):
     model = make_model("elman")
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match=f"burn_in={burn_in} leaves no step"):
-        tbptt.gradients(model, inputs, targets, losses.mse, 3, burn_in=burn_in)
+        tbptt.gradients(model, losses.mse, inputs, targets, 3, burn_in=burn_in)
 
 
 @pytest.mark.parametrize("burn_in", [-1, 1.5, True])
@@ -150,5 +150,5 @@ def test_the_burn_in_checks_the_stored_state_batch_first():
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="does not match batch size 2"):
         tbptt.gradients(
-            model, inputs, targets, losses.mse, 3, state=torch.zeros(3, 2, HIDDEN), burn_in=2
+            model, losses.mse, inputs, targets, 3, state=torch.zeros(3, 2, HIDDEN), burn_in=2
         )

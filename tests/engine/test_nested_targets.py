@@ -8,7 +8,7 @@ import torch
 
 import tbptt
 from tbptt import losses
-from tests.engine.test_runner import OUTPUT, assert_gradients_equal, make_data, make_model
+from tests.models_for_tests import OUTPUT, assert_gradients_equal, make_data, make_model
 
 
 def weighted_mse(outputs, targets):
@@ -28,18 +28,18 @@ def test_nested_targets_give_the_gradients_of_one_packed_tensor(k1, k2, checkpoi
     weight = torch.rand(10, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     packed = torch.cat([y, weight[..., None]], dim=-1)
     expected = tbptt.gradients(
-        model, inputs, packed, packed_weighted_mse, k1, k2, resets=resets, mask=mask
+        model, packed_weighted_mse, inputs, packed, k1, k2, resets=resets, mask=mask
     )
     actual = tbptt.gradients(
         model,
+        weighted_mse,
         inputs,
         {"y": y, "weight": weight},
-        weighted_mse,
         k1,
         k2,
         resets=resets,
         mask=mask,
-        checkpoint=checkpoint,
+        recompute=checkpoint,
     )
     assert_gradients_equal(actual, expected)
 
@@ -49,11 +49,11 @@ def test_a_target_leaf_of_the_wrong_length_is_refused():
     inputs, y, _, _ = make_data(6, 2)
     targets = {"y": y, "weight": torch.ones(5, 2)}
     with pytest.raises(tbptt.TBPTTError, match=r"targets shape \(5, 2\) does not start"):
-        tbptt.gradients(model, inputs, targets, weighted_mse, 3)
+        tbptt.gradients(model, weighted_mse, inputs, targets, 3)
 
 
 def test_a_target_that_is_not_a_tensor_is_refused():
     model = make_model("elman")
     inputs, y, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="got float"):
-        tbptt.gradients(model, inputs, {"y": y, "weight": 1.0}, weighted_mse, 3)
+        tbptt.gradients(model, weighted_mse, inputs, {"y": y, "weight": 1.0}, 3)

@@ -12,11 +12,11 @@ import tbptt
 from tbptt import RandomTruncation, TBPTTError, losses
 from tbptt.engine.windows import spans
 from tests import naive
-from tests.engine.test_runner import assert_gradients_equal, make_data, make_model
+from tests.models_for_tests import assert_gradients_equal, make_data, make_model
 
 
 def draws(truncation: RandomTruncation, count: int) -> list[int]:
-    return [truncation.draw() for _ in range(count)]
+    return [truncation.next() for _ in range(count)]
 
 
 @settings(max_examples=40, deadline=None)
@@ -76,7 +76,7 @@ def test_gradients_equal_a_naive_unroll_window_by_window(kind, overlap):
     )
     truncation = RandomTruncation(5, 2.0, seed=3)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, truncation, 5 + overlap, resets=resets, mask=mask
+        model, losses.mse, inputs, targets, truncation, 5 + overlap, resets=resets, mask=mask
     )
     assert len(bounds) > 4
     assert_gradients_equal(actual, expected)
@@ -101,16 +101,16 @@ def test_random_truncation_composes_with_checkpointing():
     inputs, targets, resets, mask = make_data(30, 2, reset_p=0.1, mask_p=0.8)
     kwargs = {"resets": resets, "mask": mask}
     plain = tbptt.gradients(
-        model, inputs, targets, losses.mse, RandomTruncation(8, seed=1), 11, **kwargs
+        model, losses.mse, inputs, targets, RandomTruncation(8, seed=1), 11, **kwargs
     )
     checkpointed = tbptt.gradients(
         model,
+        losses.mse,
         inputs,
         targets,
-        losses.mse,
         RandomTruncation(8, seed=1),
         11,
-        checkpoint=True,
+        recompute=True,
         **kwargs,
     )
     assert_gradients_equal(checkpointed, plain)
@@ -150,4 +150,4 @@ def test_the_defaults_are_awd_lstms():
 def test_k2_defaults_to_the_mean_without_overlap():
     truncation = RandomTruncation(6, seed=0)
     runner = tbptt.Runner(make_model("gru"), losses.mse, truncation)
-    assert (runner.k1, runner.k2, runner.overlap) == (truncation, 6, 0)
+    assert (runner.stride, runner.k2, runner.overlap) == (truncation, 6, 0)

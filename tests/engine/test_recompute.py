@@ -17,8 +17,16 @@ import tbptt
 from tbptt import losses, models
 from tbptt.engine import recompute
 from tests import naive
-from tests.engine.test_runner import HIDDEN, INPUT, KINDS, OUTPUT, make_data, make_model
 from tests.live_memory import PeakLiveBytes
+from tests.models_for_tests import (
+    HIDDEN,
+    INPUT,
+    KINDS,
+    OUTPUT,
+    assert_gradients_equal,
+    make_data,
+    make_model,
+)
 
 
 def assert_close(actual, expected):
@@ -51,7 +59,7 @@ def test_checkpointed_gradients_equal_a_per_step_unroll(
         model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
     )
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask, checkpoint=segment
+        model, losses.mse, inputs, targets, k1, k2, resets=resets, mask=mask, recompute=segment
     )
     assert_close(actual, expected)
 
@@ -62,7 +70,7 @@ def test_checkpointed_runner_over_chunks_equals_the_plain_one(kind, k1, k2, chun
     model = make_model(kind)
     inputs, targets, resets, mask = make_data(12, 2, reset_p=0.2, mask_p=0.8)
     plain = tbptt.Runner(model, losses.mse, k1, k2)
-    checkpointed = tbptt.Runner(model, losses.mse, k1, k2, checkpoint=2)
+    checkpointed = tbptt.Runner(model, losses.mse, k1, k2, recompute=2)
     params = list(model.parameters())
     for begin in range(0, 12, chunk):
         part = slice(begin, begin + chunk)
@@ -124,7 +132,7 @@ def test_the_probe_counts_saved_bytes_per_step_and_the_state():
 def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkeypatch):
     model = make_model("gru")
     inputs, targets, _, mask = make_data(24, 2, mask_p=0.8)
-    expected = tbptt.gradients(model, inputs, targets, losses.mse, None, mask=mask)
+    expected = tbptt.gradients(model, losses.mse, inputs, targets, None, mask=mask)
 
     def run(piece, start, state):  # what the engine runs per segment
         outputs, state = model(piece, state)
@@ -145,7 +153,7 @@ def test_a_memory_budget_picks_the_segments_and_gives_the_plain_gradients(monkey
 
     monkeypatch.setattr(recompute, "torch_checkpoint", counting)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, None, mask=mask, memory_budget=budget
+        model, losses.mse, inputs, targets, None, mask=mask, memory_budget=budget
     )
     assert segments == [4] * 6
     assert_close(actual, expected)
@@ -184,11 +192,11 @@ def test_dropout_masks_are_replayed_in_the_backward_pass():
     expected = segmented_gradients(model, inputs, targets, 4)
     after_expected = torch.get_rng_state()
     torch.manual_seed(7)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, None, recompute=4)
     assert_close(actual, expected)
     assert torch.equal(torch.get_rng_state(), after_expected)  # random state as if plain
     torch.manual_seed(8)
-    other_masks = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    other_masks = tbptt.gradients(model, losses.mse, inputs, targets, None, recompute=4)
     assert not torch.allclose(other_masks[0]["rnn.weight_hh_l0"], actual[0]["rnn.weight_hh_l0"])
 
 
@@ -205,7 +213,7 @@ def test_without_replayed_random_state_the_gradient_would_differ(monkeypatch):
         lambda *args, preserve_rng_state, **kwargs: careless(*args, **kwargs),
     )
     torch.manual_seed(7)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, None, checkpoint=4)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, None, recompute=4)
     assert not torch.allclose(actual[0]["rnn.weight_hh_l0"], expected[0]["rnn.weight_hh_l0"])
 
 
@@ -215,7 +223,7 @@ def peak_bytes(steps: int, checkpoint: bool | int) -> int:
     model = models.LSTM(16, input_size=INPUT, output_size=OUTPUT)
     inputs, targets = torch.randn(steps, 4, INPUT), torch.randn(steps, 4, OUTPUT)
     with PeakLiveBytes() as meter:
-        runner = tbptt.Runner(model, losses.mse, None, checkpoint=checkpoint)
+        runner = tbptt.Runner(model, losses.mse, None, recompute=checkpoint)
         for window in runner.windows(inputs, targets):
             window.loss.backward()
     return meter.peak
@@ -235,13 +243,13 @@ def test_checkpointed_memory_grows_like_the_square_root_of_the_length():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"checkpoint": 0}, "checkpoint must be True, False or a segment length"),
-        ({"checkpoint": -3}, "checkpoint must be True, False or a segment length"),
-        ({"checkpoint": 2.5}, "checkpoint must be True, False or a segment length"),
-        ({"checkpoint": "yes"}, "checkpoint must be True, False or a segment length"),
+        ({"recompute": 0}, "recompute must be True, False or a segment length"),
+        ({"recompute": -3}, "recompute must be True, False or a segment length"),
+        ({"recompute": 2.5}, "recompute must be True, False or a segment length"),
+        ({"recompute": "yes"}, "recompute must be True, False or a segment length"),
         ({"memory_budget": True}, "memory_budget must be a number of bytes"),
         ({"memory_budget": 0}, "memory_budget must be a number of bytes"),
-        ({"checkpoint": 4, "memory_budget": 2**20}, "not both"),
+        ({"recompute": 4, "memory_budget": 2**20}, "not both"),
         ({"memory_budget": 10}, "memory_budget=10 bytes is below"),
     ],
 )
@@ -249,7 +257,7 @@ def test_bad_checkpoint_settings_are_refused_in_one_line(kwargs, message):
     model = make_model("elman")
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match=message) as error:
-        tbptt.gradients(model, inputs, targets, losses.mse, None, **kwargs)
+        tbptt.gradients(model, losses.mse, inputs, targets, None, **kwargs)
     assert "\n" not in str(error.value)
 
 
@@ -257,10 +265,10 @@ def test_without_a_mask_the_loss_count_is_the_loss_steps_alone():
     model = make_model("gru")
     inputs, targets, _, _ = make_data(10, 2)
     expected = naive.window_gradients(model, inputs, targets, losses.mse, 3, 5)
-    runner = tbptt.Runner(model, losses.mse, 3, 5, checkpoint=2)
+    runner = tbptt.Runner(model, losses.mse, 3, 5, recompute=2)
     windows = list(runner.windows(inputs, targets))
     assert [int(w.count) for w in windows] == [3 * 2, 3 * 2, 3 * 2, 1 * 2]  # not its 5 steps
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 5, checkpoint=2)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 3, 5, recompute=2)
     assert_close(actual, expected)
 
 
@@ -288,8 +296,8 @@ def test_the_probe_leaves_out_parameters_and_counts_a_tensor_saved_twice_once():
 
 
 def test_a_given_segment_length_and_any_budget_of_bytes_are_taken_as_given():
-    assert recompute.check_checkpoint(3, None) == recompute.Checkpointing(segment=3)
-    assert recompute.check_checkpoint(False, 1) == recompute.Checkpointing(memory_budget=1)
+    assert recompute.check_recompute(3, None) == recompute.Checkpointing(segment=3)
+    assert recompute.check_recompute(False, 1) == recompute.Checkpointing(memory_budget=1)
 
 
 def test_a_budget_that_only_one_step_segments_fit_picks_them():
@@ -308,5 +316,16 @@ def test_a_window_that_ends_before_the_overlap_carries_the_given_state():
     # k1 = 2, k2 = 6: windows 1 and 2 start at step 0, so window 1 hands on the state
     # entering step 0
     expected = naive.window_gradients(model, inputs, targets, losses.mse, 2, 6, state=state)
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, 2, 6, state=state, checkpoint=1)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 2, 6, state=state, recompute=1)
     assert_close(actual, expected)
+
+
+def test_the_old_keyword_checkpoint_still_recomputes_with_a_warning():
+    model = make_model("lstm")
+    inputs, targets, _, _ = make_data(12, 2)
+    with pytest.warns(DeprecationWarning, match=r"Runner\(checkpoint=...\) is deprecated"):
+        old = tbptt.Runner(model, losses.mse, 4, 6, checkpoint=2)
+    assert old.recomputing == tbptt.Runner(model, losses.mse, 4, 6, recompute=2).recomputing
+    with pytest.warns(DeprecationWarning, match=r"gradients\(checkpoint=...\)"):
+        grads = tbptt.gradients(model, losses.mse, inputs, targets, 4, 6, checkpoint=2)
+    assert_gradients_equal(grads, tbptt.gradients(model, losses.mse, inputs, targets, 4, 6))

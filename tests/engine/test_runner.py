@@ -14,48 +14,15 @@ from hypothesis import strategies as st
 import tbptt
 from tbptt import losses, models
 from tests import naive
-from tests.models_for_tests import DictStateCell, LearnedStartLSTM
-
-INPUT, HIDDEN, OUTPUT = 3, 4, 2
-
-
-def make_model(kind: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    if kind == "dict":
-        model = DictStateCell(INPUT, HIDDEN, OUTPUT)
-    elif kind == "learned_start":
-        model = LearnedStartLSTM(INPUT, HIDDEN, OUTPUT)
-    else:
-        cell, _, strategy = kind.partition("-")
-        model = models.RecurrentNetwork(
-            cell,
-            HIDDEN,
-            input_size=INPUT,
-            output_size=OUTPUT,
-            num_layers=2,
-            reset_strategy=strategy or "auto",
-        )
-    return model.double()
-
-
-def make_data(steps, batch, seed=0, reset_p=0.0, mask_p=1.0):
-    gen = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(steps, batch, INPUT, generator=gen, dtype=torch.float64)
-    targets = torch.randn(steps, batch, OUTPUT, generator=gen, dtype=torch.float64)
-    resets = torch.rand(steps, batch, generator=gen) < reset_p
-    mask = torch.rand(steps, batch, generator=gen) < mask_p
-    return inputs, targets, resets, mask
-
-
-def assert_gradients_equal(actual, expected):
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        assert got.keys() == want.keys()
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-11, msg=name)
-
-
-KINDS = ["elman", "lstm", "gru", "lstm-packed", "gru-packed", "dict", "learned_start"]
+from tests.models_for_tests import (
+    HIDDEN,
+    INPUT,
+    KINDS,
+    OUTPUT,
+    assert_gradients_equal,
+    make_data,
+    make_model,
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -76,7 +43,7 @@ def test_gradients_equal_a_per_step_unroll(kind, steps, batch, k1, extra, reset_
         model, inputs, targets, losses.mse, k1, k1 + extra, resets=resets, mask=mask
     )
     actual = tbptt.gradients(
-        model, inputs, targets, losses.mse, k1, k1 + extra, resets=resets, mask=mask
+        model, losses.mse, inputs, targets, k1, k1 + extra, resets=resets, mask=mask
     )
     assert_gradients_equal(actual, expected)
 
@@ -85,9 +52,9 @@ def test_gradients_equal_a_per_step_unroll(kind, steps, batch, k1, extra, reset_
 def test_full_bptt_is_one_window_over_the_whole_sequence(kind):
     model = make_model(kind)
     inputs, targets, resets, mask = make_data(13, 3, reset_p=0.15, mask_p=0.8)
-    full = tbptt.gradients(model, inputs, targets, losses.mse, None, resets=resets, mask=mask)
+    full = tbptt.gradients(model, losses.mse, inputs, targets, None, resets=resets, mask=mask)
     assert len(full) == 1
-    same = tbptt.gradients(model, inputs, targets, losses.mse, 13, resets=resets, mask=mask)
+    same = tbptt.gradients(model, losses.mse, inputs, targets, 13, resets=resets, mask=mask)
     assert_gradients_equal(full, same)
     expected = naive.window_gradients(
         model, inputs, targets, losses.mse, None, resets=resets, mask=mask
@@ -102,7 +69,7 @@ def test_a_given_state_enters_step_zero_as_a_constant():
         torch.randn(2, 2, HIDDEN, dtype=torch.float64, requires_grad=True),
         torch.randn(2, 2, HIDDEN, dtype=torch.float64),
     )
-    actual = tbptt.gradients(model, inputs, targets, losses.mse, 3, 4, state=state)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 3, 4, state=state)
     expected = naive.window_gradients(model, inputs, targets, losses.mse, 3, 4, state=state)
     assert_gradients_equal(actual, expected)
     assert state[0].grad is None
@@ -117,7 +84,7 @@ def test_cross_entropy_on_token_inputs_matches_the_unroll():
         model, tokens, tokens.roll(-1, 0), losses.cross_entropy, 4, 6, resets=resets
     )
     actual = tbptt.gradients(
-        model, tokens, tokens.roll(-1, 0), losses.cross_entropy, 4, 6, resets=resets
+        model, losses.cross_entropy, tokens, tokens.roll(-1, 0), 4, 6, resets=resets
     )
     assert_gradients_equal(actual, expected)
 
@@ -127,7 +94,7 @@ def test_a_window_with_no_valid_element_has_zero_gradient():
     inputs, targets, _, mask = make_data(6, 2)
     mask[:3] = False
     targets[:3] = 1e6
-    first, second = tbptt.gradients(model, inputs, targets, losses.mse, 3, mask=mask)
+    first, second = tbptt.gradients(model, losses.mse, inputs, targets, 3, mask=mask)
     assert all(torch.equal(g, torch.zeros_like(g)) for g in first.values())
     assert all(torch.isfinite(g).all() for g in second.values())
 
@@ -137,9 +104,9 @@ def test_learned_initial_state_gets_gradient_through_resets():
     inputs, targets, resets, _ = make_data(6, 2)
     resets[3, 1] = True
     state = tuple(s.detach() for s in model.initial_state(2))
-    (grads,) = tbptt.gradients(model, inputs, targets, losses.mse, None, state=state, resets=resets)
+    (grads,) = tbptt.gradients(model, losses.mse, inputs, targets, None, state=state, resets=resets)
     assert grads["h0"].abs().sum() > 0
-    (no_reset,) = tbptt.gradients(model, inputs, targets, losses.mse, None, state=state)
+    (no_reset,) = tbptt.gradients(model, losses.mse, inputs, targets, None, state=state)
     assert torch.equal(no_reset["h0"], torch.zeros_like(no_reset["h0"]))
 
 
@@ -150,7 +117,7 @@ def test_runner_over_chunks_gives_the_windows_of_the_whole_stream(kind, k1, k2, 
     inputs, targets, resets, mask = make_data(12, 3, reset_p=0.2, mask_p=0.8)
     odd_chunks = (torch.arange(12) // chunk % 2 == 1)[:, None]
     resets &= odd_chunks  # even chunks come without resets: None is passed for them
-    expected = tbptt.gradients(model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask)
+    expected = tbptt.gradients(model, losses.mse, inputs, targets, k1, k2, resets=resets, mask=mask)
     runner = tbptt.Runner(model, losses.mse, k1, k2)
     params = list(model.parameters())
     actual = []
@@ -251,7 +218,7 @@ def test_bad_truncation_is_refused(kwargs, message):
     model = make_model("elman")
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match=message):
-        tbptt.gradients(model, inputs, targets, losses.mse, **kwargs)
+        tbptt.gradients(model, losses.mse, inputs, targets, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -270,14 +237,14 @@ def test_mismatched_shapes_are_refused(change, message):
     args = {"inputs": inputs, "targets": targets, **change}
     inputs, targets = args.pop("inputs"), args.pop("targets")
     with pytest.raises(ValueError, match=message):
-        tbptt.gradients(model, inputs, targets, losses.mse, 3, **args)
+        tbptt.gradients(model, losses.mse, inputs, targets, 3, **args)
 
 
 def test_a_loss_fn_that_reduces_is_refused():
     model = make_model("elman")
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="per-element losses"):
-        tbptt.gradients(model, inputs, targets, torch.nn.functional.mse_loss, 3)
+        tbptt.gradients(model, torch.nn.functional.mse_loss, inputs, targets, 3)
 
 
 def test_a_state_given_to_the_runner_receives_no_gradient_through_backward():
@@ -331,11 +298,44 @@ def test_a_model_whose_state_is_not_batch_first_is_refused_on_the_first_chunk():
 def test_a_model_that_returns_no_state_is_refused():
     inputs, targets = torch.randn(6, 2, INPUT), torch.randn(6, 2, OUTPUT)
     with pytest.raises(tbptt.TBPTTError, match=r"returned Tensor; .* returns \(outputs, state\)"):
-        tbptt.gradients(BareOutputs(), inputs, targets, losses.mse, 3)
+        tbptt.gradients(BareOutputs(), losses.mse, inputs, targets, 3)
 
 
 @pytest.mark.parametrize("convert", [lambda x: x.numpy(), lambda x: x.tolist()])
 def test_inputs_that_are_not_tensors_are_refused(convert):
     inputs, targets, _, _ = make_data(6, 2)
     with pytest.raises(tbptt.TBPTTError, match="inputs must be a torch.Tensor"):
-        tbptt.gradients(make_model("elman"), convert(inputs), targets, losses.mse, 3)
+        tbptt.gradients(make_model("elman"), losses.mse, convert(inputs), targets, 3)
+
+
+class KeywordsOnly(torch.nn.Module):
+    """A wrapper whose ``forward(**kwargs)`` hides ``resets`` from its signature."""
+
+    def __init__(self, network, accepts):
+        super().__init__()
+        self.network, self.accepts_resets, self.calls = network, accepts, 0
+
+    def forward(self, inputs, state=None, **kwargs):
+        self.calls += 1
+        return self.network(inputs, state, **kwargs)
+
+
+@pytest.mark.parametrize("accepts", [True, False])
+def test_a_model_declares_whether_it_applies_resets_itself(accepts):
+    model = KeywordsOnly(make_model("lstm"), accepts)
+    inputs, targets, _, _ = make_data(8, 2)
+    resets = torch.zeros(8, 2, dtype=torch.bool)
+    resets[3, 0] = True
+    expected = tbptt.gradients(model.network, losses.mse, inputs, targets, 8, resets=resets)
+    actual = tbptt.gradients(model, losses.mse, inputs, targets, 8, resets=resets)
+    assert model.calls == (1 if accepts else 2)  # one fused call, or split at the reset
+    unwrapped = [{k.removeprefix("network."): v for k, v in g.items()} for g in actual]
+    assert_gradients_equal(unwrapped, expected)
+
+
+def test_the_old_argument_order_of_gradients_still_works_with_a_warning():
+    model = make_model("gru")
+    inputs, targets, _, _ = make_data(9, 2)
+    with pytest.warns(DeprecationWarning, match="the Runner's order"):
+        old = tbptt.gradients(model, inputs, targets, losses.mse, 3, 4)
+    assert_gradients_equal(old, tbptt.gradients(model, losses.mse, inputs, targets, 3, 4))

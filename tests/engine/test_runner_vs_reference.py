@@ -52,9 +52,9 @@ def test_elman_gradients_equal_the_numpy_reference(
     state = None if h0 is None else torch.from_numpy(h0).unsqueeze(1)  # (B, layers=1, H)
     actual = tbptt.gradients(
         model,
+        getattr(losses, loss),
         torch.from_numpy(inputs),
         torch.from_numpy(targets),
-        getattr(losses, loss),
         k1,
         k2,
         state=state,

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tbptt import TBPTTError
-from tbptt.engine.windows import RandomTruncation, Span, check_truncation, overlap, spans
+from tbptt.engine.windows import (
+    FixedStride,
+    RandomTruncation,
+    Span,
+    check_truncation,
+    overlap,
+    spans,
+)
 
 
 def test_overlapping_windows_worked_by_hand():
@@ -53,7 +60,9 @@ def test_impossible_truncations_are_refused(k1, k2, message):
 
 
 def test_k2_defaults_to_k1():
-    assert check_truncation(5, None) == (5, 5)
+    stride, k2 = check_truncation(5, None)
+    assert (stride.mean, k2) == (5, 5)
+    assert isinstance(stride, FixedStride)
 
 
 def test_the_overlap_is_k2_minus_k1_and_none_for_full_bptt():

@@ -129,11 +129,11 @@ def oracle(model, inputs, targets, k1, k2, resets, mask_):
     steps=st.integers(4, 12),
     k1=st.integers(1, 5),
     extra=st.integers(0, 4),
-    checkpoint=st.booleans(),
+    recompute=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_gradients_with_every_dropout_equal_a_per_step_unroll_with_the_same_masks(
-    cell, steps, k1, extra, checkpoint, seed
+    cell, steps, k1, extra, recompute, seed
 ):
     torch.manual_seed(seed)
     model = models.RecurrentNetwork(cell, 4, vocab_size=6, num_layers=2, **ALL).double().train()
@@ -145,8 +145,8 @@ def test_gradients_with_every_dropout_equal_a_per_step_unroll_with_the_same_mask
     k2 = k1 + extra
     torch.manual_seed(seed + 1)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.cross_entropy, k1, k2,
-        resets=resets, mask=valid, checkpoint=2 if checkpoint else False,
+        model, losses.cross_entropy, inputs, targets, k1, k2,
+        resets=resets, mask=valid, recompute=2 if recompute else False,
     )  # fmt: skip
     torch.manual_seed(seed + 1)  # the same masks: one seed per window, in window order
     expected = oracle(model, inputs, targets, k1, k2, resets, valid)

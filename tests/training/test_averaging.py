@@ -45,7 +45,9 @@ def test_an_ntasgd_run_evaluates_and_saves_the_average_as_its_best(tmp_path):
     for name, value in best["averaging"]["average"].items():
         assert torch.equal(best["model"][name], value), name  # what was evaluated
     trainer.model.load_state_dict(best["model"])
-    assert trainer.evaluate(trainer.validation)["loss"] == pytest.approx(trainer.best, rel=1e-12)
+    assert trainer.evaluate(trainer.validation)["loss"] == pytest.approx(
+        trainer.progress.best, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(

@@ -65,8 +65,8 @@ def test_nan_in_a_batch_skips_its_updates_and_the_run_completes(tmp_path, k2, sk
     trainer.fit()
     # the poisoned window (and the next, whose history repeats the NaN step) is
     # skipped; the NaN state is dropped, so the windows after it train again
-    assert trainer.skipped == skips and trainer.rollbacks == 0
-    assert trainer.window == 25 - skips  # 100 steps per stream, 4 per window
+    assert trainer.progress.skipped == skips and trainer.progress.rollbacks == 0
+    assert trainer.progress.updates == 25 - skips  # 100 steps per stream, 4 per window
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     train = records(tmp_path, "train")
     assert train[-1]["skipped_updates"] == skips and train[-1]["rollbacks"] == 0
@@ -77,7 +77,7 @@ def test_a_nan_gradient_is_caught_before_the_optimizer_step(tmp_path):
     trainer = token_trainer(tmp_path, max_windows=12)
     calls = poison_gradients(trainer, bad={5})
     trainer.fit()
-    assert len(calls) == 13 and trainer.window == 12 and trainer.skipped == 1
+    assert len(calls) == 13 and trainer.progress.updates == 12 and trainer.progress.skipped == 1
     for parameter in trainer.model.parameters():  # Adam stepped once per good window
         assert int(trainer.optimizer.state[parameter]["step"]) == 12
         assert torch.isfinite(parameter).all()
@@ -99,7 +99,11 @@ def test_repeated_failures_roll_back_to_the_last_checkpoint_with_a_lower_lr(tmp_
 
     trainer.log.callbacks.append(watch)
     trainer.fit()
-    assert trainer.rollbacks == 1 and trainer.skipped == 3 and trainer.window == 20
+    assert (
+        trainer.progress.rollbacks == 1
+        and trainer.progress.skipped == 3
+        and trainer.progress.updates == 20
+    )
     for name, value in at_checkpoint.items():
         assert torch.equal(restored[name], value), name
     [rollback] = records(tmp_path, "rollback")
@@ -110,7 +114,7 @@ def test_repeated_failures_roll_back_to_the_last_checkpoint_with_a_lower_lr(tmp_
     # the lower learning rate is part of the run from now on, a resume included
     resumed = token_trainer(tmp_path, max_windows=24, checkpoint_every=4, max_skips=3)
     resumed.resume(tmp_path / "checkpoints" / "latest.pt")
-    assert resumed.rollbacks == 1
+    assert resumed.progress.rollbacks == 1
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)
     assert resumed.scheduler.base_lrs == [pytest.approx(5e-3)]
 
@@ -123,7 +127,7 @@ def test_a_run_that_cannot_recover_stops_with_a_clear_error(tmp_path):
     message = str(error.value)
     assert "\n" not in message and "3 rollbacks" in message and "lower --lr" in message
     assert "latest.pt is the last good checkpoint, at update 4" in message
-    assert trainer.rollbacks == 3 and len(records(tmp_path, "rollback")) == 3
+    assert trainer.progress.rollbacks == 3 and len(records(tmp_path, "rollback")) == 3
     lrs = [r["lr"] for r in records(tmp_path, "rollback")]
     assert lrs == pytest.approx([5e-3, 2.5e-3, 1.25e-3])
     last_good = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
@@ -144,8 +148,8 @@ def test_a_finite_loss_that_blows_up_is_divergence(tmp_path):
     trainer = token_trainer(tmp_path, lr=1e6, max_windows=30, checkpoint_every=5)
     with pytest.raises(TBPTTError, match="training diverged"):
         trainer.fit()
-    first = trainer.first_loss
-    assert first is not None and trainer.rollbacks == 3
+    first = trainer.progress.first_loss
+    assert first is not None and trainer.progress.rollbacks == 3
     kept = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
     trainer.load_state_dict(kept)
     assert trainer.evaluate(trainer.train_streams)["loss"] <= 3 * first
@@ -155,7 +159,7 @@ def test_a_finite_loss_that_blows_up_is_divergence(tmp_path):
 def test_without_a_blowup_limit_only_a_non_finite_loss_is_divergence():
     trainer = token_trainer(lr=1e6, max_windows=30, blowup=None)
     trainer.fit()
-    assert trainer.rollbacks == 0 and trainer.skipped == 0
+    assert trainer.progress.rollbacks == 0 and trainer.progress.skipped == 0
 
 
 def test_frequent_checkpoints_keep_one_whose_loss_did_not_blow_up(tmp_path):
@@ -166,7 +170,7 @@ def test_frequent_checkpoints_keep_one_whose_loss_did_not_blow_up(tmp_path):
         trainer.fit()
     kept = checkpoints.load(tmp_path / "checkpoints" / "latest.pt")
     assert all(torch.isfinite(value).all() for value in kept["model"].values())
-    first = trainer.first_loss
+    first = trainer.progress.first_loss
     trainer.load_state_dict(kept)
     assert first is not None and trainer.evaluate(trainer.train_streams)["loss"] <= 3 * first
 
@@ -175,7 +179,7 @@ def test_rollbacks_leave_every_update_logged_once(tmp_path):
     trainer = token_trainer(tmp_path, max_windows=16, checkpoint_every=1, max_skips=2)
     poison_gradients(trainer, bad={4, 5, 9, 10})
     trainer.fit()
-    assert trainer.rollbacks == 2
+    assert trainer.progress.rollbacks == 2
     windows = [r["window"] for r in records(tmp_path, "train")]
     assert windows == list(range(1, 17))
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()

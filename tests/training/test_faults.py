@@ -70,7 +70,7 @@ def finish_in_process(run_dir: Path, expected_records: list[dict]) -> dict:
         assert checkpoints.load(latest)["position"]["window"] <= WINDOWS  # whole, loadable
         trainer.resume(latest)
     trainer.fit()
-    assert trainer.window == WINDOWS
+    assert trainer.progress.updates == WINDOWS
     leftovers = [path.name for path in run_dir.rglob(".*.tmp")]
     assert leftovers == []  # a resume clears what a write cut short left
     records = without_timing(read_records(run_dir / "metrics.jsonl"))
@@ -144,7 +144,7 @@ def test_a_record_that_spans_a_stop_averages_every_window_since_the_last(tmp_pat
             os.kill(os.getpid(), signal.SIGINT)
 
     first.log.callbacks.append(stop_at_the_first_evaluation)
-    assert first.fit()["interrupted"] == 1.0 and first.window == 7
+    assert first.fit()["interrupted"] == 1.0 and first.progress.updates == 7
     second = make_trainer(tmp_path, log_every=4)
     second.resume(tmp_path / "checkpoints" / "latest.pt")
     second.fit()

@@ -89,4 +89,6 @@ def test_lightning_trains_with_the_gradients_of_the_tbptt_runner():
     resumed.on_load_checkpoint(checkpoint)
     for got, want in zip(resumed.runner.state, runner.state, strict=True):  # LSTM: (h, c)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert torch.equal(resumed.runner.history[0], runner.history[0])  # the k2 - k1 steps
+    assert torch.equal(
+        resumed.runner.state_dict()["history"][0], runner.state_dict()["history"][0]
+    )  # the k2 - k1 steps

@@ -26,7 +26,7 @@ def test_bf16_training_converges_with_float32_parameters():
     before = trainer.evaluate(trainer.train_streams)["loss"]
     trainer.fit()
     after = trainer.evaluate(trainer.train_streams)["loss"]
-    assert after < 0.1 * before and trainer.skipped == 0
+    assert after < 0.1 * before and trainer.progress.skipped == 0
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
@@ -54,7 +54,7 @@ def test_an_fp16_overflow_skips_the_update_and_lowers_the_scale():
     trainer.precision.scaler = torch.amp.GradScaler("cpu", init_scale=1e38)  # overflows
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train_batch(next(trainer.train_streams.batches(0)))
-    assert trainer.skipped == 1 and trainer.window == 0
+    assert trainer.progress.skipped == 1 and trainer.progress.updates == 0
     assert trainer.precision.scaler.get_scale() < 1e38
     for name, p in trainer.model.named_parameters():
         assert torch.equal(p, before[name]), name

@@ -17,7 +17,6 @@ import tbptt
 from tbptt import TBPTTError
 from tbptt.data import Batch, Streams, tasks
 from tbptt.training import checkpoints
-from tbptt.training import trainer as trainer_module
 from tbptt.training.trainer import RANDOM_BATCH_WINDOWS, TrainConfig, Trainer
 from tests.resumable_run import WINDOWS, make_trainer
 
@@ -30,18 +29,28 @@ def assert_same_parameters(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name  # bit-identical, not merely close
 
 
-def test_the_loss_falls_on_a_learnable_stream(tmp_path):
+def cycle_trainer(run_dir: Path | None) -> tuple[Trainer, Streams]:
     tokens = torch.arange(3000) % 7  # a cycle: perfectly predictable
     train = Streams.language_model(tokens, 4, 8)
     torch.manual_seed(0)
     model = tbptt.models.LSTM(16, vocab_size=7)
     config = TrainConfig(k1=8, epochs=2, lr=1e-2, log_every=10)
     trainer = Trainer(
-        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=tmp_path
+        model, tbptt.losses.cross_entropy, train, config, validation=train, run_dir=run_dir
     )
+    return trainer, train
+
+
+def test_the_loss_falls_on_a_learnable_stream():
+    trainer, train = cycle_trainer(None)
     before = trainer.evaluate(train)["loss"]
     after = trainer.fit()["loss"]
     assert after < 0.2 * before
+
+
+def test_a_run_directory_holds_metrics_checkpoints_and_a_learning_curve(tmp_path):
+    trainer, _ = cycle_trainer(tmp_path)
+    trainer.fit()
     assert {p.name for p in tmp_path.iterdir()} >= {
         "metrics.jsonl",
         "metrics.csv",
@@ -63,39 +72,6 @@ def test_evaluation_does_not_depend_on_the_truncation():
         trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=k1))
         losses.append(trainer.evaluate(streams)["loss"])
     assert losses[0] == losses[1] == losses[2]
-
-
-class StepsPerCall(torch.nn.Module):
-    """A built-in network that records how many steps each call runs."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.network, self.calls = network, []
-
-    def forward(self, inputs, state=None, resets=None):
-        self.calls.append(inputs.shape[0])
-        return self.network(inputs, state, resets)
-
-
-def test_evaluation_in_slices_equals_evaluation_in_one_piece(monkeypatch):
-    generator = torch.Generator().manual_seed(1)
-    tokens = torch.randint(0, 9, (2000,), generator=generator)
-    starts = torch.rand(2000, generator=generator) < 0.02
-    valid = torch.rand(2000, generator=generator) < 0.9
-    streams = Streams(tokens[:-1], tokens[1:], 4, 100, starts=starts[:-1], valid=valid[:-1])
-    torch.manual_seed(0)
-    model = StepsPerCall(tbptt.models.LSTM(8, vocab_size=9, num_layers=2).double())
-    trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=10))
-    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 1000)
-    whole = trainer.evaluate(streams)
-    assert max(model.calls) == 100  # one call per batch
-    steps, model.calls = sum(model.calls), []
-    monkeypatch.setattr(trainer_module, "EVAL_SLICE_STEPS", 7)
-    sliced = trainer.evaluate(streams)
-    assert max(model.calls) == 7 and sum(model.calls) == steps  # every step, in slices
-    assert whole.keys() == sliced.keys()
-    for name in whole:
-        assert sliced[name] == pytest.approx(whole[name], rel=1e-12), name
 
 
 def test_a_batch_slices_into_consecutive_views():
@@ -152,7 +128,7 @@ def test_the_plateau_schedule_needs_validation_streams():
         )
 
 
-def test_regression_and_classification_metrics():
+def test_regression_evaluation_reports_the_loss_as_mse_and_the_mae():
     data = tasks.adding(32, 20, seed=0)
     streams = Streams(
         data.inputs.transpose(0, 1).reshape(-1, 2),
@@ -173,7 +149,7 @@ def test_regression_and_classification_metrics():
     "overrides",
     [
         {},
-        {"k1_std": 1.0, "checkpoint_activations": True},
+        {"k1_std": 1.0, "recompute_activations": True},
         {"advise_every": 4},
         {"schedule": "plateau", "eval_every": 2, "lr": 0.05, "plateau_factor": 2.0},
         {"optimizer": "ntasgd", "nonmono": 1, "eval_every": 2, "lr": 0.5},  # averages from 7
@@ -187,12 +163,12 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
     stopped = make_trainer(tmp_path / "run", **overrides)
     stopped.log.callbacks.append(lambda r: r["window"] == 17 and os.kill(os.getpid(), number))
     result = stopped.fit()
-    assert result["interrupted"] == 1.0 and stopped.window == 17
+    assert result["interrupted"] == 1.0 and stopped.progress.updates == 17
 
     resumed = make_trainer(tmp_path / "run", **overrides)
     resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
     resumed.fit()
-    assert resumed.window == WINDOWS
+    assert resumed.progress.updates == WINDOWS
     assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
     assert logged_windows(tmp_path / "run") == logged_windows(tmp_path / "whole")
     if uninterrupted.averaging is not None:  # NT-ASGD's average, started before the stop
@@ -202,6 +178,34 @@ def test_a_run_stopped_by_a_signal_resumes_to_identical_parameters(tmp_path, ove
         assert_same_parameters(resumed.averaging.average, uninterrupted.averaging.average)
     if not overrides:  # a batch of k1 steps: one record per window, once each
         assert logged_windows(tmp_path / "run") == list(range(1, WINDOWS + 1))
+
+
+def test_a_run_stopped_between_two_windows_of_a_batch_resumes_to_identical_parameters(tmp_path):
+    def make(run_dir):
+        gen = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, 12, (1201,), generator=gen)
+        train = Streams.language_model(tokens, 4, 12)  # 4 windows of k1 = 3 per batch
+        torch.manual_seed(0)
+        model = tbptt.models.GRU(16, vocab_size=12, dropout=0.2)
+        config = TrainConfig(k1=3, k2=5, max_windows=30, log_every=1, checkpoint_every=5)
+        return Trainer(model, tbptt.losses.cross_entropy, train, config, run_dir=run_dir)
+
+    uninterrupted = make(tmp_path / "whole")
+    uninterrupted.fit()
+    stopped = make(tmp_path / "run")
+    stopped.log.callbacks.append(
+        lambda r: r["window"] == 17 and os.kill(os.getpid(), signal.SIGINT)
+    )
+    assert stopped.fit()["interrupted"] == 1.0
+    latest = checkpoints.load(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert latest["position"] == {"epoch": 0, "batch": 4, "window": 17}
+    assert latest["runner"]["chunk"]["done"] == 1  # the fifth batch's first window done
+    resumed = make(tmp_path / "run")
+    resumed.resume(tmp_path / "run" / "checkpoints" / "latest.pt")
+    resumed.fit()
+    assert resumed.progress.updates == 30
+    assert_same_parameters(resumed.model.state_dict(), uninterrupted.model.state_dict())
+    assert logged_windows(tmp_path / "run") == list(range(1, 31))
 
 
 def logged_windows(run_dir: Path) -> list[int]:
@@ -246,7 +250,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
     path = tmp_path / "checkpoints" / "latest.pt"
     before = path.read_bytes()
 
-    trainer.window += 1  # a new state to save
+    trainer.progress.updates += 1  # a new state to save
 
     def disk_full(descriptor):  # the data were written, but cannot reach the disk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -263,7 +267,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
 def test_patience_stops_a_run_that_no_longer_improves():
     trainer = make_trainer(None, lr=1e-9, eval_every=1, patience=2, max_windows=None, epochs=5)
     trainer.fit()
-    assert trainer.stale_evals == 2 and trainer.window < 10
+    assert trainer.progress.stale_evals == 2 and trainer.progress.updates < 10
 
 
 def test_random_truncation_scales_each_update_by_its_k1():
@@ -287,7 +291,7 @@ def test_random_truncation_scales_each_update_by_its_k1():
     torch.manual_seed(0)
     trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
     trainer.fit()
-    assert len(set(scales)) > 3 and trainer.window == len(scales)
+    assert len(set(scales)) > 3 and trainer.progress.updates == len(scales)
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5  # restored after each update
     for got, want in zip(trainer.model.parameters(), expected.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
@@ -308,12 +312,12 @@ def test_random_truncation_batches_hold_several_windows_and_intervals_are_kept(t
     trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r["window"] for r in records if r["kind"] == "eval"]
-    assert trainer.window > 2 * len(train)  # several windows per batch
-    due = trainer.window // 17  # one evaluation per multiple of 17 passed, in its batch
+    assert trainer.progress.updates > 2 * len(train)  # several windows per batch
+    due = trainer.progress.updates // 17  # one evaluation at each multiple of 17
     assert [w // 17 for w in evaluated[:due]] == list(range(1, due + 1))
-    assert evaluated[-1] == trainer.window  # and the final model's
+    assert evaluated[-1] == trainer.progress.updates  # and the final model's
     logged = [r["window"] // 13 for r in records if r["kind"] == "train"]
-    assert logged == list(range(1, trainer.window // 13 + 1))
+    assert logged == list(range(1, trainer.progress.updates // 13 + 1))
     assert trainer.optimizer.param_groups[0]["lr"] < 0.05 * config.lr  # cosine reached ~0
 
 
@@ -323,8 +327,8 @@ def test_checkpointed_training_takes_the_same_steps():
     trained = []
     for settings in (
         {},
-        {"checkpoint_activations": True},
-        {"checkpoint_activations": True, "checkpoint_segment": 3},
+        {"recompute_activations": True},
+        {"recompute_activations": True, "recompute_segment": 3},
     ):
         torch.manual_seed(0)
         model = tbptt.models.LSTM(8, vocab_size=6, num_layers=2)
@@ -341,8 +345,8 @@ def test_checkpointed_training_takes_the_same_steps():
     [
         ({"k1": None, "k1_std": 2.0}, "k1_std needs a k1"),
         ({"k1_std": -1.0}, "k1_std needs a k1 and must be >= 0"),
-        ({"checkpoint_segment": 4}, "needs checkpoint_activations"),
-        ({"checkpoint_activations": True, "checkpoint_segment": 0}, ">= 1 steps"),
+        ({"recompute_segment": 4}, "needs recompute_activations"),
+        ({"recompute_activations": True, "recompute_segment": 0}, ">= 1 steps"),
         ({"k1": 4, "k2": 2}, "k1=4 > k2=2"),
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
@@ -364,7 +368,7 @@ def test_a_scaled_update_leaves_the_learning_rate_to_the_schedule():
     # a schedule that scales the current rate (LambdaLR would recompute it from the base)
     trainer.scheduler = torch.optim.lr_scheduler.MultiplicativeLR(trainer.optimizer, lambda _: 1.0)
     trainer.train_batch(next(iter(train.batches(0))))
-    assert trainer.window > 3  # several windows, each of its own length
+    assert trainer.progress.updates > 3  # several windows, each of its own length
     assert trainer.optimizer.param_groups[0]["lr"] == 0.5
 
 
@@ -413,7 +417,7 @@ def test_a_cosine_schedule_spans_every_update_of_the_run():
     train = Streams.language_model(tokens, 2, 5)  # batches of 5 steps: windows of 2, 2, 1
     config = TrainConfig(k1=2, lr=1.0, schedule="cosine", log_every=1, blowup=None)
     trainer = Trainer(tbptt.models.GRU(8, vocab_size=6), tbptt.losses.cross_entropy, train, config)
-    rates = {}  # one train record per batch, after its three updates
+    rates = {}  # one train record per update (log_every=1), three per batch
 
     def note(record):
         if record["kind"] == "train":
@@ -421,7 +425,18 @@ def test_a_cosine_schedule_spans_every_update_of_the_run():
 
     trainer.log.callbacks.append(note)
     trainer.fit()
-    updates = trainer.window
-    assert updates == 4 * 3 and list(rates) == [3, 6, 9, 12]
+    updates = trainer.progress.updates
+    assert updates == 4 * 3 and list(rates) == list(range(1, 13))
     expected = {t: 0.5 * (1 + math.cos(math.pi * t / updates)) for t in rates}
     assert rates == pytest.approx(expected, abs=1e-12)  # zero at the last update, not before
+
+
+def test_the_old_recompute_setting_names_still_work_with_one_warning_line_each(caplog):
+    with caplog.at_level("WARNING", logger="tbptt.training.config"):
+        config = TrainConfig(checkpoint_activations=True, checkpoint_segment=3)
+    assert (config.recompute_activations, config.recompute_segment) == (True, 3)
+    assert (config.checkpoint_activations, config.checkpoint_segment) == (None, None)
+    assert [record.getMessage() for record in caplog.records] == [
+        "checkpoint_activations is deprecated: it is now recompute_activations",
+        "checkpoint_segment is deprecated: it is now recompute_segment",
+    ]

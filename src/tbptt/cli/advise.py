@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
             mask=batch.mask,
             num_ends=args.ends,
             max_lag=args.max_lag,
-            checkpoint=args.checkpointed,
+            recompute=args.checkpointed,
             progress=bar.update,
         )
     out.mkdir(parents=True, exist_ok=True)

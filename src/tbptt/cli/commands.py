@@ -62,7 +62,8 @@ from tbptt.errors import Stopped, TBPTTError, quoted
 from tbptt.files import LOCK, TEMPORARY, FolderLock, atomic_write, file_error
 from tbptt.models import RecurrentNetwork
 from tbptt.training import checkpoints, distributed
-from tbptt.training.trainer import TrainConfig, Trainer
+from tbptt.training.evaluation import evaluate as evaluate_model
+from tbptt.training.trainer import TrainConfig, Trainer, updates_per_epoch
 
 if TYPE_CHECKING:
     from tbptt.cli.output import Output
@@ -295,7 +296,8 @@ def train(config: RunConfig, *, overwrite: bool, output: Output) -> int:
     every rank checks, rank 0 writes, and each rank trains its share of the streams."""
     use_threads(config.threads)
     config = resolved(config)
-    assert config.run_dir is not None
+    if config.run_dir is None:
+        raise TBPTTError("tbptt train needs a run directory: give --run-dir")
     run_dir = Path(config.run_dir)
     try:
         return start(config, run_dir, overwrite, output)
@@ -379,7 +381,12 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
         trainer = make_trainer(config, run, build_model(config.model, run.sizes), output)
         trainer.resume(path)
         output.record(
-            {"kind": "resume", "window": trainer.window, "epoch": trainer.epoch, "from": str(path)}
+            {
+                "kind": "resume",
+                "window": trainer.progress.updates,
+                "epoch": trainer.progress.epoch,
+                "from": str(path),
+            }
         )
         distributed.barrier()  # every rank has read the config before rank 0 rewrites it
         if distributed.is_main():
@@ -405,30 +412,20 @@ def check_unfinished(run_dir: str, state: dict[str, Any], train_config: TrainCon
         )
 
 
-def windows_per_epoch(train_config: TrainConfig, streams: Streams) -> int:
-    """Updates in one epoch over ``streams``."""
-    length, steps = streams.stream_length(0), streams.steps
-    if train_config.k1 is None:
-        return len(streams)
-    full, rest = divmod(length, steps)
-    k1 = train_config.k1
-    return full * -(-steps // k1) + -(-rest // k1)
-
-
 def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> int:
     """Train to the end, report the final metrics; 130 if a signal stopped the run."""
     if not distributed.is_main():
         output.mode = "quiet"  # rank 0 reports for all
-    total = config.train.epochs * windows_per_epoch(config.train, run.train)
+    total = config.train.epochs * updates_per_epoch(trainer.runner.stride, run.train)
     if config.train.max_windows is not None:
         total = min(total, config.train.max_windows)
-    if trainer.window == 0 and total < config.train.log_every:
+    if trainer.progress.updates == 0 and total < config.train.log_every:
         output.note(
             f"tbptt train: this run makes {plural(total, 'update')}, fewer than --log-every "
             f"{config.train.log_every}, so it prints no training line; raise --epochs or "
             "lower --log-every"
         )
-    output.start(total, trainer.window)
+    output.start(total, trainer.progress.updates)
     result = trainer.fit()
     interrupted = result.pop("interrupted", 0.0)
     with held_back_stops():  # the run is saved: only its report is left
@@ -441,7 +438,7 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
             report_test(trainer, config, run.test, output)
     if interrupted:
         output.note(
-            f"stopped at update {trainer.window} of {total}, checkpoint saved; "
+            f"stopped at update {trainer.progress.updates} of {total}, checkpoint saved; "
             f"continue with: tbptt train --resume {config.run_dir}"
         )
         return 130
@@ -571,7 +568,8 @@ def evaluation_data(
         ids: Any = read_tokens(data, file, saved)[0]
     else:
         vocabulary = saved_vocabulary(saved)
-        assert vocabulary is not None
+        if vocabulary is None:
+            raise TBPTTError("this run has no vocabulary: evaluate it on its own data")
         ids = vocabulary.encode(read_text(file))
         unknown = count_unknown(ids, settings.strict_vocabulary, file)
     if len(ids) < 2:
@@ -596,12 +594,14 @@ def evaluate(path: str, file: str | None, settings: EvalConfig) -> dict[str, Any
         config = replace(config, data=replace(config.data, batch_size=settings.batch_size))
     streams, task, unknown = evaluation_data(config, saved, file, settings)
     loss_fn, metrics = objective(config.data)
-    train_config = replace(config.train, device=settings.device)
-    # the streams as validation too: a run whose schedule (plateau, ntasgd, advise_every)
-    # needs validation streams builds its trainer, which only evaluates them here
-    trainer = Trainer(model, loss_fn, streams, train_config, validation=streams, metrics=metrics)
     with progress_bar(len(streams), "batch", desc="eval") as bar:
-        result = trainer.evaluate(streams, progress=lambda done: bar.update(done - bar.n))
+        result = evaluate_model(
+            model,
+            loss_fn,
+            streams.batches(0),
+            metrics,
+            progress=lambda done: bar.update(done - bar.n),
+        )
     if task is not None and config.data.task is not None:
         result.update(task_metric(model, config.data.task, task))
     if unknown is not None:
@@ -687,7 +687,8 @@ def predict(path: str, file: str | None, settings: PredictConfig) -> dict[str, A
         where = f"{file} from step {origins[0]}"
     forecasts = forecasting.forecast(model, transforms, series, origins, settings.device)
     header, rows = forecast_output.predictions_table(transforms, series, origins, forecasts)
-    assert settings.out is not None
+    if settings.out is None:
+        raise TBPTTError("tbptt predict needs --out FILE for the predictions")
     forecast_output.write_predictions(settings.out, header, rows, forecasts)
     if settings.plot is not None:
         forecast_output.plot_forecast(settings.plot, transforms, series, origins, forecasts, leads)

@@ -119,7 +119,7 @@ def train_batch(
     clipped to 1; ``meter`` starts counting afresh after each backward, so its peak is
     one window's saved bytes. Returns the updates made."""
     updates = 0
-    for window in runner.windows(batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask):
+    for window in runner.windows(batch):
         optimizer.zero_grad(set_to_none=True)
         window.loss.backward()
         meter.release()

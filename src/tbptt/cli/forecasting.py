@@ -141,7 +141,8 @@ def file_inputs(series: Series, data: DataConfig) -> list[str]:
 
 def load_series(data: DataConfig) -> tuple[Series, Splits]:
     """The run's whole series (its files end to end) and its split boundaries."""
-    assert data.csv is not None
+    if data.csv is None:
+        raise TBPTTError("a forecasting run needs --csv")
     main = read_series(data, data.csv)
     columns = {"inputs": file_inputs(main, data), "targets": list(main.target_names)}
     parts, count = [main], len(main)

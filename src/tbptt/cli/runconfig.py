@@ -18,7 +18,6 @@ classes, then loads without torch (``tbptt --help`` answers at once).
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import inspect
 import json
@@ -31,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbptt.errors import TBPTTError, quoted
+from tbptt.errors import TBPTTError, nearest, one_of, quoted
 from tbptt.files import check_file, decode_error, file_error, nesting_error
 from tbptt.training.config import TrainConfig, check_seed, check_types
 
@@ -430,26 +429,11 @@ def check_device(name: str) -> None:
     parse_device(name)
 
 
-def one_of(name: str, value: str, choices: typing.Iterable[str]) -> None:
-    """Refuse ``value`` unless it is one of ``choices``, suggesting the nearest."""
-    choices = list(choices)
-    if value not in choices:
-        raise TBPTTError(f"{name} {quoted(value)} is unknown; {nearest(value, choices)}")
-
-
 def at_least(minimum: int, **values: int | None) -> None:
     """Refuse any of ``values`` (None allowed) below ``minimum``."""
     for name, value in values.items():
         if value is not None and value < minimum:
             raise TBPTTError(f"{name} must be >= {minimum}, got {value}")
-
-
-def nearest(key: str, choices: typing.Sequence[str]) -> str:
-    """'did you mean X?' for the closest of ``choices``, else the list of them."""
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
-    if close:
-        return f"did you mean {quoted(close[0])}?"
-    return f"choose one of {', '.join(choices)}"
 
 
 @functools.cache

@@ -201,7 +201,8 @@ def csv_data(config: RunConfig, saved: Saved | None) -> RunData:
 
 def make_task(data: DataConfig, seed: int) -> TaskData:
     """The task's data set drawn from ``seed``."""
-    assert data.task is not None
+    if data.task is None:
+        raise TBPTTError("a task's data needs --task")
     make = TASKS[data.task]
     if data.task == "embedded_reber":
         return make(data.num_sequences, seed=seed)
@@ -251,7 +252,8 @@ def task_data(config: RunConfig) -> RunData:
             "output_size": train_set.targets.shape[-1],
         }
     else:
-        assert train_set.input_size is not None and train_set.num_classes is not None
+        if train_set.input_size is None or train_set.num_classes is None:
+            raise TBPTTError(f"task {data.task!r} gave no input size or classes: report it")
         sizes = {"vocab_size": train_set.input_size, "output_size": train_set.num_classes}
     return RunData(train, validation, sizes, extras(), validation_set)
 

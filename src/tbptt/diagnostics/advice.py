@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tbptt.diagnostics.bias import Bias, Truncated, truncation_bias
 from tbptt.diagnostics.flow import GradientFlow, gradient_flow
 from tbptt.engine import LossFn
+from tbptt.engine.recompute import renamed
 from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
 
@@ -105,9 +106,10 @@ def default_truncations(steps: int) -> list[tuple[int, int]]:
     return candidates
 
 
-def check_tolerance(tolerance: float) -> float:
+def check_tolerance(tolerance: float, name: str = "tolerance") -> float:
+    """Refuse a ``tolerance`` (a cosine to the full gradient) outside (0, 1]."""
     if not 0.0 < tolerance <= 1.0:
-        raise TBPTTError(f"tolerance is a cosine in (0, 1], got {tolerance}")
+        raise TBPTTError(f"{name} is a cosine in (0, 1], got {tolerance}")
     return tolerance
 
 
@@ -124,8 +126,9 @@ def advise(
     mask: Tensor | None = None,
     num_ends: int = 8,
     max_lag: int | None = None,
-    checkpoint: bool | int = False,
+    recompute: bool | int = False,
     progress: Callable[[], None] | None = None,
+    checkpoint: bool | int | None = None,
 ) -> Advice:
     """Measure gradient flow and truncation bias on one sample and recommend k.
 
@@ -138,7 +141,8 @@ def advise(
         tolerance: the cosine to the full gradient a truncation must reach.
         num_ends, max_lag: loss steps followed back for the gradient flow, and how
             far (see :func:`gradient_flow`).
-        checkpoint: compute the full reference gradient by checkpointed BPTT.
+        recompute: compute the full reference gradient recomputing activations
+            (less memory); ``checkpoint`` is its old name, deprecated.
         progress: called after each measurement: the gradient flow, the full
             gradient, then each truncation's (``len(truncations) + 2`` calls).
     """
@@ -160,7 +164,7 @@ def advise(
             targets,
             loss_fn,
             candidates,
-            checkpoint=checkpoint,
+            recompute=renamed(recompute, checkpoint, "advise"),
             progress=progress,
             **options,
         )

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 from tbptt.diagnostics.flow import cosine, flat, trainable
 from tbptt.engine import LossFn, Runner
 from tbptt.engine.memory import SavedTensors
+from tbptt.engine.recompute import renamed
 from tbptt.engine.state import State
+from tbptt.errors import TBPTTError
 
 
 @dataclass
@@ -71,13 +73,16 @@ def truncated_gradient(
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
-    checkpoint: bool | int = False,
+    recompute: bool | int = False,
+    checkpoint: bool | int | None = None,
 ) -> Truncated:
     """g(k1, k2) on ``inputs: (T, B, ...)`` (see the module), timed and its activation
-    memory counted; ``k1=None`` is full BPTT. ``checkpoint``: recompute activations in
-    the backward pass (:class:`tbptt.Runner`), the same gradient in less memory."""
+    memory counted; ``k1=None`` is full BPTT. ``recompute``: recompute activations in
+    the backward pass (:class:`tbptt.Runner`), the same gradient in less memory
+    (``checkpoint``: its old name, deprecated)."""
     params = trainable(model)
-    runner = Runner(model, loss_fn, k1, k2, state=state, checkpoint=checkpoint)
+    recompute = renamed(recompute, checkpoint, "truncated_gradient")
+    runner = Runner(model, loss_fn, k1, k2, state=state, recompute=recompute)
     meter = SavedTensors(exclude=params)
     total, count, windows = None, torch.zeros((), device=inputs.device), 0
     synchronize(inputs.device)
@@ -91,7 +96,8 @@ def truncated_gradient(
             weighted = flat(grads, params) * window.count
             total = weighted if total is None else total + weighted
             count, windows = count + window.count, windows + 1
-    assert total is not None
+    if total is None:
+        raise TBPTTError("the sample gave no window: give inputs of T >= 1 steps")
     gradient = total / count.clamp(min=1)
     synchronize(inputs.device)
     seconds = time.perf_counter() - start
@@ -133,23 +139,24 @@ def truncation_bias(
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
-    checkpoint: bool | int = False,
+    recompute: bool | int = False,
     progress: Callable[[], None] | None = None,
+    checkpoint: bool | int | None = None,
 ) -> tuple[list[Bias], Truncated]:
     """The bias of each TBPTT(k1, k2) in ``truncations`` on one sample, and the full
     BPTT gradient it is measured against (its time and memory are the baseline).
 
     ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``, ``resets, mask: (T, B)``. Call
-    ``model.eval()`` first if it has dropout. ``checkpoint=True`` computes the full
-    gradient by checkpointed BPTT (for samples whose full BPTT does not fit in memory);
-    its time and memory are then those of checkpointed BPTT. ``progress`` is called
-    after each gradient (the full one, then one per truncation).
+    ``model.eval()`` first if it has dropout. ``recompute=True`` computes the full
+    gradient by recomputing activations (for samples whose full BPTT does not fit in
+    memory); its time and memory are then those of that. ``progress`` is called after
+    each gradient (the full one, then one per truncation). ``checkpoint``: the old name
+    of ``recompute``, deprecated.
     """
     tick = progress or (lambda: None)
     options = {"state": state, "resets": resets, "mask": mask}
-    full = truncated_gradient(
-        model, inputs, targets, loss_fn, None, checkpoint=checkpoint, **options
-    )
+    recompute = renamed(recompute, checkpoint, "truncation_bias")
+    full = truncated_gradient(model, inputs, targets, loss_fn, None, recompute=recompute, **options)
     tick()
     steps = inputs.shape[0]
     rows = []

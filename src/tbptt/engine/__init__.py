@@ -13,13 +13,16 @@ import-linter contracts in ``pyproject.toml`` hold it to that).
 
 from tbptt.engine.runner import LossFn, Runner, Targets, Window, gradients, unroll
 from tbptt.engine.state import State, detach
-from tbptt.engine.windows import RandomTruncation
+from tbptt.engine.windows import FixedStride, FullBPTT, RandomTruncation, Stride
 
 __all__ = [
+    "FixedStride",
+    "FullBPTT",
     "LossFn",
     "RandomTruncation",
     "Runner",
     "State",
+    "Stride",
     "Targets",
     "Window",
     "detach",

@@ -20,6 +20,7 @@ divides the total by the window's valid count. ``docs/memory.md`` has the figure
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -59,26 +60,39 @@ class Checkpointing:
         return budget_segment(steps, self.memory_budget, step_bytes, state_bytes)
 
 
-def check_checkpoint(checkpoint: bool | int, memory_budget: int | None) -> Checkpointing | None:
-    """Validate ``checkpoint`` (``False``, ``True`` or a segment length in steps) and
-    ``memory_budget`` (bytes, implies checkpointing); ``None`` means no checkpointing."""
+def renamed(recompute: bool | int, checkpoint: bool | int | None, where: str) -> bool | int:
+    """``recompute``, or what was given under its old name ``checkpoint`` (with a
+    ``DeprecationWarning``: "checkpoint" now names saved files only)."""
+    if checkpoint is None:
+        return recompute
+    warnings.warn(
+        f"{where}(checkpoint=...) is deprecated: pass recompute=..., the same values",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return checkpoint
+
+
+def check_recompute(recompute: bool | int, memory_budget: int | None) -> Checkpointing | None:
+    """Validate ``recompute`` (``False``, ``True`` or a segment length in steps) and
+    ``memory_budget`` (bytes, implies recomputation); ``None`` means no recomputation."""
     if memory_budget is not None and (
         isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1
     ):
         raise TBPTTError(f"memory_budget must be a number of bytes >= 1, got {memory_budget!r}")
-    if isinstance(checkpoint, bool):
-        if not checkpoint and memory_budget is None:
+    if isinstance(recompute, bool):
+        if not recompute and memory_budget is None:
             return None
         return Checkpointing(memory_budget=memory_budget)
-    if not isinstance(checkpoint, int) or checkpoint < 1:
+    if not isinstance(recompute, int) or recompute < 1:
         raise TBPTTError(
-            f"checkpoint must be True, False or a segment length in steps >= 1, got {checkpoint!r}"
+            f"recompute must be True, False or a segment length in steps >= 1, got {recompute!r}"
         )
     if memory_budget is not None:
         raise TBPTTError(
-            "give checkpoint=<steps> or memory_budget, not both: the budget picks the steps"
+            "give recompute=<steps> or memory_budget, not both: the budget picks the steps"
         )
-    return Checkpointing(segment=checkpoint)
+    return Checkpointing(segment=recompute)
 
 
 def budget_segment(steps: int, budget: int, step_bytes: float, state_bytes: int) -> int:
@@ -125,7 +139,8 @@ def run_segments(
         total = loss if total is None else total + loss
         if end == keep_at:
             kept = states.detach(state)
-    assert total is not None
+    if total is None:
+        raise TBPTTError(f"segment bounds {bounds} hold no segment: give at least two")
     return total, kept
 
 

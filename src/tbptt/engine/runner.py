@@ -2,8 +2,9 @@
 
 A model follows the protocol ``forward(inputs: (T, B, ...), state) -> (outputs: (T, B,
 ...), state)`` with ``state=None`` meaning its initial state (see ``tbptt.engine.state``). A
-model whose ``forward`` also takes a ``resets: (T, B)`` keyword applies resets itself
-(the built-in models do, in one fused call); for any other model the engine splits
+model that declares ``accepts_resets = True`` (or, without the attribute, whose
+``forward`` takes a ``resets: (T, B)`` keyword) applies resets itself (the built-in
+models do, in one fused call); for any other model the engine splits
 the sequence at the steps where some stream resets and resets those streams' state
 between the pieces.
 
@@ -15,26 +16,28 @@ With ``burn_in=m`` the first m steps of every chunk run without gradient and
 without loss, only to refresh a stored state (R2D2's replay); the windows are laid
 out over the steps after them.
 
-With ``checkpoint=`` a window keeps only the states at segment boundaries and
-recomputes the rest in the backward pass (``tbptt.engine.recompute``): the same
-gradient in a fraction of the memory.
+With ``recompute=`` (activation checkpointing) a window keeps only the states at
+segment boundaries and recomputes the rest in the backward pass
+(``tbptt.engine.recompute``): the same gradient in a fraction of the memory.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from tbptt.engine import recompute
+from tbptt.engine import recompute as recomputing
 from tbptt.engine import state as states
 from tbptt.engine.state import State
-from tbptt.engine.windows import RandomTruncation, Span, Stride, check_truncation, overlap, spans
+from tbptt.engine.windows import K1, Span, check_truncation, overlap
 from tbptt.errors import TBPTTError
+from tbptt.resets import reset_pieces
 
 Targets = Any
 """A tensor ``(T, B, ...)``, or a tuple, list or dict nesting of tensors that each
@@ -44,13 +47,32 @@ LossFn = Callable[[Tensor, Targets], Tensor]
 """``loss_fn(outputs, targets) -> (T, B)`` per-element losses."""
 
 
+class Chunked(Protocol):
+    """A chunk as one object (:class:`tbptt.data.Batch` is one): what
+    :meth:`Runner.windows` takes in place of its four arguments."""
+
+    @property
+    def inputs(self) -> Tensor: ...
+    @property
+    def targets(self) -> Targets: ...
+    @property
+    def resets(self) -> Tensor | None: ...
+    @property
+    def mask(self) -> Tensor | None: ...
+
+
 def time_slice(targets: Targets, steps: slice) -> Targets:
     """Steps ``steps`` of every leaf of ``targets`` (each time-major)."""
     return states.map_state(lambda leaf: leaf[steps], targets)
 
 
 def accepts_resets(model: nn.Module) -> bool:
-    """Whether ``model.forward`` takes a ``resets`` keyword and applies resets itself."""
+    """Whether ``model`` applies resets itself: its ``accepts_resets`` attribute where
+    it declares one (``True``: ``forward`` takes a ``resets: (T, B)`` keyword), else
+    whether ``forward``'s signature has a ``resets`` parameter."""
+    declared = getattr(model, "accepts_resets", None)
+    if isinstance(declared, bool):
+        return declared
     return "resets" in inspect.signature(model.forward).parameters
 
 
@@ -67,10 +89,9 @@ def unroll(
         return checked(model(inputs, state), inputs)
     if accepts_resets(model):
         return checked(model(inputs, state, resets=resets), inputs)
-    reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
-    bounds = sorted({0, *reset_steps, inputs.shape[0]})
+    reset_steps, pieces = reset_pieces(resets)  # a CPU-GPU sync
     outputs = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in pieces:
         if state is not None and start in reset_steps:
             initial = states.initial_state(model, state, inputs.shape[1])
             state = states.reset_streams(state, initial, resets[start])
@@ -132,7 +153,8 @@ class Window:
     ``[loss_start, end)``; ``outputs`` are the model's outputs for those steps, or
     ``None`` for a checkpointed window (they are not kept: that is the point).
     ``lr_scale`` is the factor for this update's learning rate: loss steps over the
-    mean k1 with :class:`~tbptt.engine.windows.RandomTruncation`, else 1.0.
+    mean k1 with :class:`~tbptt.engine.windows.RandomTruncation`, else 1.0
+    (:meth:`~tbptt.engine.windows.Stride.lr_scale`).
     """
 
     loss: Tensor
@@ -192,11 +214,13 @@ class Runner:
     carried from the last chunk, and the state carried out is the one at the chunk's
     end. Resets inside the burn-in apply as anywhere else.
 
-    ``checkpoint=True`` runs each window as segments of about ``sqrt(L)`` steps for
+    ``recompute=True`` runs each window as segments of about ``sqrt(L)`` steps for
     a window of L steps, keeping only the states between them and recomputing the
     rest in the backward pass (the same gradient; ``docs/memory.md``);
-    ``checkpoint=S`` uses segments of S steps; ``memory_budget=bytes`` picks the
-    longest segments whose activations and boundary states fit the budget.
+    ``recompute=S`` uses segments of S steps; ``memory_budget=bytes`` picks the
+    longest segments whose activations and boundary states fit the budget. (The
+    keyword was ``checkpoint=`` before; that name still works, with a warning, for
+    this release: "checkpoint" now means saved files only.)
 
     Usage::
 
@@ -212,83 +236,162 @@ class Runner:
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        k1: Stride,
+        k1: K1,
         k2: int | None = None,
         *,
         state: State = None,
         burn_in: int = 0,
-        checkpoint: bool | int = False,
+        recompute: bool | int = False,
         memory_budget: int | None = None,
+        checkpoint: bool | int | None = None,
     ) -> None:
         self.model, self.loss_fn = model, loss_fn
-        self.k1, self.k2 = check_truncation(k1, k2)
+        self.stride, self.k2 = check_truncation(k1, k2)
+        """The stride k1 (:class:`~tbptt.engine.windows.Stride`) and k2."""
         if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
             raise TBPTTError(
                 f"burn_in must be an int >= 0 (steps without gradient), got {burn_in!r}"
             )
         self.burn_in = burn_in
-        self.overlap = overlap(self.k1, self.k2)
-        self.checkpointing = recompute.check_checkpoint(checkpoint, memory_budget)
+        self.overlap = overlap(self.stride, self.k2)
+        recompute = recomputing.renamed(recompute, checkpoint, "Runner")
+        self.recomputing = recomputing.check_recompute(recompute, memory_budget)
         self._probed: dict[tuple[object, ...], tuple[float, int]] = {}
         self.state = states.detach(state)
-        self.history: tuple[Tensor, Tensor | None] | None = None
+        """The state the streams carry into the next window (read it; set it with
+        :meth:`reset` or :meth:`load_state_dict`)."""
+        self._past: tuple[Tensor, Tensor | None] | None = None
         """The last ``k2 - k1`` steps' inputs and resets, run again by the next chunk."""
+        self._chunk: tuple[list[Span], int] | None = None
+        """While a chunk's windows are being taken: its spans and the windows done."""
+        self._resume: tuple[list[Span], int] | None = None
+        """From :meth:`load_state_dict` of a chunk cut short: where the next call to
+        :meth:`windows` (with that chunk again) continues."""
+        self._next_k2: int | None = None
+        """A k2 set mid-chunk, for the next chunk."""
 
     def reset(self, state: State = None) -> None:
         """Start every stream afresh from ``state`` (the initial state by default)."""
         self.state = states.detach(state)
-        self.history = None
+        self._past = self._chunk = self._resume = None
+
+    @property
+    def mid_chunk(self) -> bool:
+        """Whether windows of the chunk under way remain to be taken."""
+        return self._chunk is not None
 
     def set_k2(self, k2: int) -> None:
-        """Let the next windows flow back ``k2`` steps, k1 unchanged. The history kept
-        for the next chunk grows from the end of this one; until it has ``k2 - k1``
-        steps, a chunk's first windows start from the carried state (a constant)."""
-        self.k1, self.k2 = check_truncation(self.k1, k2)
-        self.overlap = overlap(self.k1, self.k2)
+        """Let the windows of the next chunk flow back ``k2`` steps, k1 unchanged (set
+        between chunks, at once). The history kept for the next chunk grows from the
+        end of this one; until it has ``k2 - k1`` steps, a chunk's first windows start
+        from the carried state (a constant)."""
+        checked = self.stride.check_k2(k2)
+        if self.mid_chunk:
+            self._next_k2 = checked
+            return
+        self.k2, self._next_k2 = checked, None
+        self.overlap = overlap(self.stride, self.k2)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the streams carry, for an exact continuation: the carried
+        ``state``, the ``history`` steps the next chunk runs again, ``k2``, the
+        stride's random draws (``truncation``) and, taken between two windows of a
+        chunk, that chunk's windows and how many are done (``chunk``)."""
+        chunk = None
+        if self._chunk is not None:
+            chunk_spans, done = self._chunk
+            chunk = {"spans": [(s.start, s.loss_start, s.end) for s in chunk_spans], "done": done}
+        return {
+            "state": self.state,
+            "history": self._past,
+            "k2": self.k2,
+            "next_k2": self._next_k2,
+            "truncation": self.stride.state_dict(),
+            "chunk": chunk,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (a checkpoint's): the next call to
+        :meth:`windows` takes the chunk that follows, or, for a state taken between
+        two windows of a chunk, that chunk again, from the window after."""
+        self.state, self._past = state["state"], state.get("history")
+        self._chunk = None
+        if state.get("k2") is not None:
+            self.set_k2(state["k2"])  # as advise_every last chose it
+        self._next_k2 = state.get("next_k2")
+        self.stride.load_state_dict(state.get("truncation") or {})
+        chunk = state.get("chunk")
+        self._resume = (
+            None if chunk is None else ([Span(*s) for s in chunk["spans"]], chunk["done"])
+        )
 
     def windows(
         self,
-        inputs: Tensor,
-        targets: Targets,
+        inputs: Tensor | Chunked,
+        targets: Targets = None,
         *,
         resets: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> Iterator[Window]:
         """Yield the windows of the chunk ``inputs: (T, B, ...)``, ``targets: (T, B, ...)``
-        (or a nesting of such tensors, see :data:`Targets`).
+        (or a nesting of such tensors, see :data:`Targets`), or of a
+        :class:`~tbptt.data.Batch` passed alone (any object with these four fields).
 
         ``resets: (T, B)`` marks sequence starts, ``mask: (T, B)`` valid elements. Each
         window is yielded before its backward pass: call ``window.loss.backward()``
         (and step the optimizer) before asking for the next. With a burn-in, the
         windows' ``loss_start`` and ``end`` count the burn-in steps.
         """
+        inputs, targets, resets, mask = unpack(inputs, targets, resets, mask)
         resets, mask = check_chunk(inputs, targets, resets, mask)
         states.check_batch_size(self.state, inputs.shape[1])
+        resume, self._resume = self._resume, None
+        if self._next_k2 is not None and resume is None:
+            self.set_k2(self._next_k2)
         if self.burn_in:
-            inputs, resets = self._burn_in(inputs, resets)
+            inputs, resets = self._burn_in(inputs, resets, run=resume is None)
         history = 0
-        if self.history is not None:
-            past_inputs, past_resets = self.history
+        if self._past is not None:
+            past_inputs, past_resets = self._past
             history = past_inputs.shape[0]
             resets = join_resets(past_resets, resets, past_inputs, inputs)
             inputs = torch.cat([past_inputs, inputs])
         chunk = Chunk(inputs, targets, resets, mask, history, self.burn_in)
-        for span in spans(inputs.shape[0], self.k1, self.k2, history=history):
-            yield self._window(span, chunk)
+        chunk_spans, done = resume or (self.stride.spans(inputs.shape[0], self.k2, history), 0)
+        if chunk_spans[-1].end != inputs.shape[0]:
+            raise TBPTTError(
+                f"the runner's state was taken inside a chunk of {chunk_spans[-1].end} steps "
+                f"and this chunk has {inputs.shape[0]}: pass that chunk again to continue it"
+            )
         keep = max(inputs.shape[0] - self.overlap, 0)
-        past = None if resets is None else resets[keep:]
-        self.history = (inputs[keep:], past) if self.overlap and not self.burn_in else None
+        past = (inputs[keep:], None if resets is None else resets[keep:])
+        try:
+            for index in range(done, len(chunk_spans)):
+                window = self._window(chunk_spans[index], chunk)
+                self._chunk = (chunk_spans, index + 1)
+                if index + 1 == len(chunk_spans):  # the chunk is done: the next one follows
+                    self._past = past if self.overlap and not self.burn_in else None
+                    self._chunk = None
+                yield window
+        finally:  # a chunk given up on (its windows not all taken) is not resumed
+            if self._chunk is not None and self._chunk[0] is chunk_spans:
+                self._chunk = None
 
-    def _burn_in(self, inputs: Tensor, resets: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _burn_in(
+        self, inputs: Tensor, resets: Tensor | None, run: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """Run the burn-in steps without gradient from the carried state, which they
-        refresh; returns the chunk's inputs and resets after them."""
+        refresh (unless ``run`` is false: a resumed chunk's burn-in already ran);
+        returns the chunk's inputs and resets after them."""
         steps = self.burn_in
         if steps >= inputs.shape[0]:
             raise TBPTTError(
                 f"burn_in={steps} leaves no step to learn from in a chunk of "
                 f"T={inputs.shape[0]} steps: pass chunks longer than the burn-in, or lower it"
             )
-        self.history = None  # the burn-in steps take the place of any history
+        self._past = None  # the burn-in steps take the place of any history
+        if not run:
+            return inputs[steps:], None if resets is None else resets[steps:]
         self._new_window()  # the burn-in draws its own (dropout masks)
         with torch.no_grad():
             burn_resets = None if resets is None else resets[:steps]
@@ -340,36 +443,34 @@ class Runner:
         )
 
     def _lr_scale(self, span: Span) -> float:
-        if isinstance(self.k1, RandomTruncation):
-            return (span.end - span.loss_start) / self.k1.mean
-        return 1.0
+        return self.stride.lr_scale(span.end - span.loss_start)
 
     def _segment_steps(self, span: Span, chunk: Chunk) -> int:
         """The checkpoint segment length for ``span`` (its length: run it plainly)."""
         steps = span.end - span.start
-        if self.checkpointing is None:
+        if self.recomputing is None:
             return steps
 
         def probe() -> tuple[float, int]:
             inputs = chunk.inputs
             key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, self.model.training)
             if key not in self._probed:
-                start = max(span.start, span.end - recompute.PROBE_STEPS)
+                start = max(span.start, span.end - recomputing.PROBE_STEPS)
                 run = self._segment_loss(span, chunk)
                 parameters = self.model.parameters()
-                self._probed[key] = recompute.probe(run, inputs, start, self.state, parameters)
+                self._probed[key] = recomputing.probe(run, inputs, start, self.state, parameters)
             return self._probed[key]
 
-        return self.checkpointing.segment_steps(steps, probe)
+        return self.recomputing.segment_steps(steps, probe)
 
     def _checkpointed_window(
         self, span: Span, chunk: Chunk, segment: int, next_start: int
     ) -> Window:
         """The window run as checkpointed segments of ``segment`` steps: its loss is
         the segments' loss sums over the window's valid count; no outputs are kept."""
-        bounds = recompute.boundaries(span.start, next_start, span.end, segment)
+        bounds = recomputing.boundaries(span.start, next_start, span.end, segment)
         run = self._segment_loss(span, chunk)
-        total, self.state = recompute.run_segments(
+        total, self.state = recomputing.run_segments(
             run, chunk.inputs, bounds, self.state, next_start
         )
         loss_steps = chunk.loss_steps(span.loss_start, span.end)
@@ -381,7 +482,7 @@ class Runner:
         loss = total / count.clamp(min=1)
         return Window(loss, count, None, loss_steps.start, loss_steps.stop, self._lr_scale(span))
 
-    def _segment_loss(self, span: Span, chunk: Chunk) -> recompute.SegmentFn:
+    def _segment_loss(self, span: Span, chunk: Chunk) -> recomputing.SegmentFn:
         """The function one checkpointed segment runs: steps ``[start, start + S)``
         from ``state``, returning the masked loss sum of those of them in the
         window's loss steps, and the state after them."""
@@ -401,6 +502,20 @@ class Runner:
             return masked_sum(losses, mask)[0], state
 
         return run
+
+
+def unpack(
+    inputs: Tensor | Chunked, targets: Targets, resets: Tensor | None, mask: Tensor | None
+) -> tuple[Tensor, Targets, Tensor | None, Tensor | None]:
+    """A chunk's four parts, given as four or as one object holding them."""
+    if isinstance(inputs, Tensor) or not hasattr(inputs, "inputs"):
+        return inputs, targets, resets, mask  # type: ignore[return-value]  # check_chunk's job
+    if targets is not None or resets is not None or mask is not None:
+        raise TBPTTError(
+            "windows(batch) takes the batch alone: its targets, resets and mask come with "
+            "it (or pass inputs and targets as tensors)"
+        )
+    return inputs.inputs, inputs.targets, inputs.resets, inputs.mask
 
 
 def join_resets(
@@ -473,26 +588,31 @@ def check_losses(losses: Tensor, targets: Targets) -> None:
 
 def gradients(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Targets,
-    loss_fn: LossFn,
-    k1: Stride,
+    k1: K1,
     k2: int | None = None,
     *,
     state: State = None,
     resets: Tensor | None = None,
     mask: Tensor | None = None,
     burn_in: int = 0,
-    checkpoint: bool | int = False,
+    recompute: bool | int = False,
     memory_budget: int | None = None,
+    checkpoint: bool | int | None = None,
 ) -> list[dict[str, Tensor]]:
     """The gradient of every TBPTT(k1, k2) window at fixed parameters, in window order.
 
+    The arguments come in :class:`Runner`'s order, the chunk between the loss and the
+    truncation. The order of earlier releases, ``gradients(model, inputs, targets,
+    loss_fn, k1, ...)``, still works for this release, with a ``DeprecationWarning``.
+
     Args:
         model: follows the protocol ``forward(x, state) -> (y, state)``.
+        loss_fn: ``loss_fn(outputs, targets) -> (T, B)`` per-element losses.
         inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``, or a tuple, list or dict
             nesting of such tensors (sliced along time like the inputs).
-        loss_fn: ``loss_fn(outputs, targets) -> (T, B)`` per-element losses.
         k1, k2: the truncation (``k2=None``: k2 = k1; ``k1=None``: full BPTT; a
             :class:`~tbptt.engine.windows.RandomTruncation` draws each window's k1).
         state: the state entering step 0 (``None``: the model's initial state).
@@ -500,13 +620,22 @@ def gradients(
         mask: ``(T, B)`` bool, false for padding.
         burn_in: the first ``burn_in`` steps run from ``state`` without gradient
             and without loss, only to refresh it; the windows cover the steps after.
-        checkpoint, memory_budget: recompute activations in the backward pass
-            instead of keeping them (see :class:`Runner`); the same gradients.
+        recompute, memory_budget: recompute activations in the backward pass
+            instead of keeping them (see :class:`Runner`); the same gradients
+            (``checkpoint``: the old name of ``recompute``, deprecated).
 
     Returns:
         One dict per window mapping each trainable parameter's name (as in
         ``model.named_parameters()``) to ``dL_n/dθ``.
     """
+    if isinstance(loss_fn, Tensor):  # the old order: (model, inputs, targets, loss_fn, ...)
+        warnings.warn(
+            "gradients(model, inputs, targets, loss_fn, k1) is deprecated: pass "
+            "gradients(model, loss_fn, inputs, targets, k1), the Runner's order",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        loss_fn, inputs, targets = targets, loss_fn, inputs
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     runner = Runner(
         model,
@@ -515,7 +644,7 @@ def gradients(
         k2,
         state=state,
         burn_in=burn_in,
-        checkpoint=checkpoint,
+        recompute=recomputing.renamed(recompute, checkpoint, "gradients"),
         memory_budget=memory_budget,
     )
     result = []

@@ -11,14 +11,17 @@ Window n (n = 1, 2, ...) of a sequence of T steps, as in ``semantics.md``::
                           |<-------- k2 at most ------>|
 
 k1 is the stride between parameter updates, k2 the number of steps a gradient
-flows back; k1 = k2 = T is full BPTT. With :class:`RandomTruncation` as k1, each
-window draws its own stride and keeps the overlap ``k2 - mean`` (``semantics.md``,
-"Variants").
+flows back; k1 = k2 = T is full BPTT. The stride is one :class:`Stride` object,
+whichever kind it is: :class:`FixedStride` (an int k1), :class:`RandomTruncation`
+(each window draws its own stride and keeps the overlap ``k2 - mean``,
+``semantics.md``, "Variants") or :class:`FullBPTT` (``k1=None``). Every caller asks
+the stride, never which kind it is.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +39,101 @@ class Span:
     end: int
 
 
-class RandomTruncation:
+class Stride:
+    """k1, the steps between parameter updates: what a window's loss covers.
+
+    ``mean`` is the stride the overlap ``k2 - mean`` and the learning-rate scale are
+    measured against (``None`` for full BPTT: no overlap, no scale).
+    """
+
+    mean: int | None = None
+
+    def next(self) -> int:
+        """The next window's stride (drawn per window by a random stride)."""
+        raise NotImplementedError
+
+    def spans(self, length: int, k2: int | None, history: int = 0) -> list[Span]:
+        """The windows over ``length`` steps whose first ``history`` carry no loss."""
+        keep = overlap(self, k2)
+        result, loss_start = [], history
+        while loss_start < length:
+            end = min(loss_start + self.next(), length)
+            result.append(Span(max(loss_start - keep, 0), loss_start, end))
+            loss_start = end
+        return result
+
+    def windows(self, steps: int) -> float:
+        """The windows (updates) expected over a chunk of ``steps`` loss steps."""
+        raise NotImplementedError
+
+    def lr_scale(self, steps: int) -> float:
+        """The learning-rate factor of a window of ``steps`` loss steps (1.0 unless
+        the strides vary: then steps over the mean, so every step weighs the same)."""
+        return 1.0
+
+    def check_k2(self, k2: int | None) -> int | None:
+        """``k2`` validated against this stride, filled in when omitted."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to stride on exactly (nothing for a fixed stride)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`."""
+
+
+class FixedStride(Stride):
+    """The same k1 for every window (the last one of a chunk may be cut short)."""
+
+    def __init__(self, k1: int) -> None:
+        check_steps("k1", k1)
+        self.k1 = k1
+        self.mean = k1
+
+    def next(self) -> int:
+        return self.k1
+
+    def windows(self, steps: int) -> float:
+        return math.ceil(steps / self.k1)
+
+    def check_k2(self, k2: int | None) -> int | None:
+        k2 = self.k1 if k2 is None else k2
+        check_steps("k2", k2)
+        if self.k1 > k2:
+            raise TBPTTError(
+                f"k1={self.k1} > k2={k2}: TBPTT(k1, k2) updates every k1 steps and "
+                f"backpropagates k2 steps, so it needs 1 <= k1 <= k2 (k2 = k1 for "
+                f"non-overlapping windows)"
+            )
+        return k2
+
+    def __repr__(self) -> str:
+        return f"FixedStride({self.k1})"
+
+
+class FullBPTT(Stride):
+    """No truncation: one window per chunk, from its start (``k1=None``)."""
+
+    def next(self) -> int:
+        return sys.maxsize  # the whole chunk
+
+    def spans(self, length: int, k2: int | None, history: int = 0) -> list[Span]:
+        return [Span(0, history, length)]
+
+    def windows(self, steps: int) -> float:
+        return 1.0
+
+    def check_k2(self, k2: int | None) -> int | None:
+        if k2 is not None:
+            raise TBPTTError(f"k2={k2} given without k1: pass k1 too, or neither for full BPTT")
+        return None
+
+    def __repr__(self) -> str:
+        return "FullBPTT()"
+
+
+class RandomTruncation(Stride):
     """A k1 drawn afresh for every window (AWD-LSTM, Merity et al. 2018).
 
     With probability ``p_mean`` a window's k1 is ``round(N(mean, std))``, otherwise
@@ -66,10 +163,11 @@ class RandomTruncation:
             raise TBPTTError(
                 f"RandomTruncation needs std >= 0 and 0 <= p_mean <= 1, got {std} and {p_mean}"
             )
-        self.mean, self.std, self.p_mean, self.minimum = mean, float(std), p_mean, minimum
+        self.mean: int = mean
+        self.std, self.p_mean, self.minimum = float(std), p_mean, minimum
         self.generator = torch.Generator().manual_seed(seed)
 
-    def draw(self) -> int:
+    def next(self) -> int:
         """The next window's k1."""
         short = float(torch.rand((), generator=self.generator)) >= self.p_mean
         centre = self.mean / 2 if short else self.mean
@@ -80,63 +178,71 @@ class RandomTruncation:
         """The mean drawn k1 (ignoring ``minimum``): ``mean * (p_mean + (1 - p_mean) / 2)``."""
         return self.mean * (self.p_mean + (1.0 - self.p_mean) / 2.0)
 
+    def windows(self, steps: int) -> float:
+        return steps / self.expected_stride() + 0.5  # the last window is cut short
+
+    def lr_scale(self, steps: int) -> float:
+        return steps / self.mean
+
+    def check_k2(self, k2: int | None) -> int | None:
+        k2 = self.mean if k2 is None else k2
+        if isinstance(k2, bool) or not isinstance(k2, int) or k2 < self.mean:
+            raise TBPTTError(
+                f"k2={k2!r} with random k1 of mean {self.mean}: k2 must be an int >= the mean "
+                f"(k2 - mean steps of overlap)"
+            )
+        return k2
+
     def state_dict(self) -> dict[str, Any]:
         """The generator's state: a run resumed from it draws the same k1s."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue the draws from a :meth:`state_dict`."""
-        self.generator.set_state(state["generator"].cpu())
+        """Continue the draws from a :meth:`state_dict` (an empty one: from here)."""
+        if "generator" in state:
+            self.generator.set_state(state["generator"].cpu())
 
     def __repr__(self) -> str:
         return f"RandomTruncation(mean={self.mean}, std={self.std}, p_mean={self.p_mean})"
 
 
-Stride = int | RandomTruncation | None
-"""k1: a fixed stride, one drawn per window, or ``None`` for full BPTT."""
+def check_steps(name: str, k: object) -> None:
+    """Refuse a k1 or k2 that is not an int >= 1."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TBPTTError(f"{name} must be an int, got {k!r}")
+    if k < 1:
+        raise TBPTTError(f"{name} must be >= 1, got {k}")
 
 
-def check_truncation(k1: Stride, k2: int | None) -> tuple[Stride, int | None]:
-    """Validate (k1, k2) and return them with ``k2 = k1`` filled in when omitted
-    (``k2 = mean`` for a :class:`RandomTruncation`).
+K1 = int | Stride | None
+"""k1 as callers give it: an int, a :class:`Stride`, or ``None`` for full BPTT."""
+
+
+def as_stride(k1: K1) -> Stride:
+    """The :class:`Stride` for ``k1`` (a stride is returned as it is)."""
+    if isinstance(k1, Stride):
+        return k1
+    return FullBPTT() if k1 is None else FixedStride(k1)
+
+
+def check_truncation(k1: K1, k2: int | None) -> tuple[Stride, int | None]:
+    """Validate (k1, k2) and return the stride and k2, ``k2 = k1`` filled in when
+    omitted (``k2 = mean`` for a :class:`RandomTruncation`).
 
     ``k1=None`` means full BPTT (then k2 must be None too).
     """
-    if k1 is None:
-        if k2 is not None:
-            raise TBPTTError(f"k2={k2} given without k1: pass k1 too, or neither for full BPTT")
-        return None, None
-    if isinstance(k1, RandomTruncation):
-        k2 = k1.mean if k2 is None else k2
-        if isinstance(k2, bool) or not isinstance(k2, int) or k2 < k1.mean:
-            raise TBPTTError(
-                f"k2={k2!r} with random k1 of mean {k1.mean}: k2 must be an int >= the mean "
-                f"(k2 - mean steps of overlap)"
-            )
-        return k1, k2
-    k2 = k1 if k2 is None else k2
-    for name, k in (("k1", k1), ("k2", k2)):
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise TBPTTError(f"{name} must be an int, got {k!r}")
-        if k < 1:
-            raise TBPTTError(f"{name} must be >= 1, got {k}")
-    if k1 > k2:
-        raise TBPTTError(
-            f"k1={k1} > k2={k2}: TBPTT(k1, k2) updates every k1 steps and backpropagates "
-            f"k2 steps, so it needs 1 <= k1 <= k2 (k2 = k1 for non-overlapping windows)"
-        )
-    return k1, k2
+    stride = as_stride(k1)
+    return stride, stride.check_k2(k2)
 
 
-def overlap(k1: Stride, k2: int | None) -> int:
+def overlap(k1: K1, k2: int | None) -> int:
     """The steps each window runs again before its loss steps: ``k2 - k1`` (``k2 -
     mean`` for random k1, 0 for full BPTT)."""
-    if k1 is None or k2 is None:
-        return 0
-    return k2 - (k1.mean if isinstance(k1, RandomTruncation) else k1)
+    mean = as_stride(k1).mean
+    return 0 if mean is None or k2 is None else k2 - mean
 
 
-def spans(length: int, k1: Stride, k2: int | None = None, *, history: int = 0) -> list[Span]:
+def spans(length: int, k1: K1, k2: int | None = None, *, history: int = 0) -> list[Span]:
     """The windows of TBPTT(k1, k2) over ``length`` steps, in order.
 
     The first ``history`` steps are context carried from an earlier chunk: they give
@@ -147,14 +253,5 @@ def spans(length: int, k1: Stride, k2: int | None = None, *, history: int = 0) -
     [Span(start=0, loss_start=0, end=3), Span(start=1, loss_start=3, end=6),
      Span(start=4, loss_start=6, end=9), Span(start=7, loss_start=9, end=10)]
     """
-    k1, k2 = check_truncation(k1, k2)
-    if k1 is None:
-        return [Span(0, history, length)]
-    keep = overlap(k1, k2)
-    result, loss_start = [], history
-    while loss_start < length:
-        stride = k1.draw() if isinstance(k1, RandomTruncation) else k1
-        end = min(loss_start + stride, length)
-        result.append(Span(max(loss_start - keep, 0), loss_start, end))
-        loss_start = end
-    return result
+    stride, k2 = check_truncation(k1, k2)
+    return stride.spans(length, k2, history)

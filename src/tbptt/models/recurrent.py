@@ -20,6 +20,7 @@ from torch.func import functional_call
 from tbptt.errors import TBPTTError
 from tbptt.models import dropout as awd
 from tbptt.models.segments import RNNState, Segments
+from tbptt.resets import reset_pieces
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -327,10 +328,9 @@ def run_split(
     """One fused call between consecutive steps where some stream resets; at those
     steps the resetting streams' states are replaced by ``initial`` (``torch.where``
     passes no gradient back across the reset)."""
-    reset_steps = set(resets.any(dim=1).nonzero().flatten().tolist())  # a CPU-GPU sync
-    bounds = sorted({0, *reset_steps, features.shape[0]})
+    reset_steps, pieces = reset_pieces(resets)  # a CPU-GPU sync
     outputs = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in pieces:
         if start in reset_steps:
             flags = resets[start].view(1, -1, 1)
             hidden = map_pair(lambda i, h, f=flags: torch.where(f, i, h), initial, hidden)

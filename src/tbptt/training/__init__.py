@@ -1,7 +1,8 @@
 """Training around the engine: everything a run needs beyond the gradients.
 
 What lives here: the :class:`Trainer` (``trainer``) and its settings
-(:class:`TrainConfig`, ``config``), the state a checkpoint holds and how a run
+(:class:`TrainConfig`, ``config``), :func:`evaluate` (``evaluation``), a run's
+:class:`Progress` (``progress``), the state a checkpoint holds and how a run
 resumes from it (``resumable``), checkpoint files (``checkpoints``), divergence
 recovery (``recovery``), metrics files and stop signals (``reporting``), mixed
 precision (``precision``), data parallel training under torchrun (``distributed``) and
@@ -21,12 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tbptt.training.config import TrainConfig
+    from tbptt.training.evaluation import evaluate
+    from tbptt.training.progress import Progress
     from tbptt.training.trainer import Trainer
 
-LAZY = {"TrainConfig": "tbptt.training.config", "Trainer": "tbptt.training.trainer"}
+LAZY = {
+    "Progress": "tbptt.training.progress",
+    "TrainConfig": "tbptt.training.config",
+    "Trainer": "tbptt.training.trainer",
+    "evaluate": "tbptt.training.evaluation",
+}
 """Each public name and the module that defines it."""
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["Progress", "TrainConfig", "Trainer", "evaluate"]
 
 
 def __getattr__(name: str) -> Any:

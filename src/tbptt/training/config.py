@@ -2,8 +2,7 @@
 
 Every field has a docstring (the command line's help text, :mod:`tbptt.cli.runconfig`) and
 is checked when the config is made, so a bad setting fails before a run starts. The
-config also says how long the training batches are (:meth:`TrainConfig.batch_steps`)
-and builds the engine for its truncation (:meth:`TrainConfig.runner`).
+config also says how long the training batches are (:meth:`TrainConfig.batch_steps`).
 
 The module imports torch only where a config is checked or used, so that the command
 line builds its parser from :class:`TrainConfig` (``tbptt train --help``) without it.
@@ -12,19 +11,15 @@ line builds its parser from :class:`TrainConfig` (``tbptt train --help``) withou
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from tbptt.errors import TBPTTError, quoted
+from tbptt.errors import TBPTTError, one_of, quoted
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from tbptt.engine import LossFn, Runner
-    from tbptt.engine.windows import Stride
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "ntasgd": "SGD"}
 """Each optimizer's name in ``torch.optim`` (ntasgd: SGD and the average of its
@@ -96,13 +91,17 @@ class TrainConfig:
     that update's learning rate by the drawn k1 over k1 (unset: a fixed k1). The
     training data then comes in batches of 8 k1 steps, so the draws follow each
     other along the streams and only a batch's last window is cut short."""
-    checkpoint_activations: bool = False
+    recompute_activations: bool = False
     """Keep only the state every ~sqrt(window) steps and recompute the rest in the
     backward pass: the same gradients in far less memory, one more forward pass
-    (docs/memory.md)."""
-    checkpoint_segment: int | None = None
-    """With checkpoint_activations: steps between kept states (default: about the
+    (docs/memory.md; activation checkpointing)."""
+    recompute_segment: int | None = None
+    """With recompute_activations: steps between kept states (default: about the
     square root of the window's steps)."""
+    checkpoint_activations: bool | None = None
+    """Deprecated: the old name of recompute_activations (until the next release)."""
+    checkpoint_segment: int | None = None
+    """Deprecated: the old name of recompute_segment (until the next release)."""
     advise_every: int | None = None
     """Updates between rechoosing k2 from the gradient's truncation bias on the first
     validation batch (tbptt.diagnostics.choose_k2: the smallest of k1, 2 k1, 4 k1, ...
@@ -112,8 +111,7 @@ class TrainConfig:
     epochs: int = 1
     """Passes over the training streams."""
     max_windows: int | None = None
-    """Stop after the batch in which this many parameter updates are reached
-    (default: run all epochs)."""
+    """Stop after this many parameter updates (default: run all epochs)."""
     optimizer: str = "adam"
     """adam, adamw, sgd or ntasgd (AWD-LSTM's: SGD until the validation loss is worse
     than the best before the last nonmono evaluations, then evaluated and saved as
@@ -169,26 +167,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from tbptt.devices import parse_device
+        from tbptt.diagnostics.advice import check_tolerance
         from tbptt.engine.windows import check_truncation
-        from tbptt.training.precision import PRECISIONS
+        from tbptt.training.precision import check_precision
 
         check_types(self)
         check_truncation(self.k1, self.k2)
-        segment = self.checkpoint_segment
-        if segment is not None and (segment < 1 or not self.checkpoint_activations):
+        self._rename("checkpoint_activations", "recompute_activations", False)
+        self._rename("checkpoint_segment", "recompute_segment", None)
+        segment = self.recompute_segment
+        if segment is not None and (segment < 1 or not self.recompute_activations):
             raise TBPTTError(
-                f"checkpoint_segment={segment} needs checkpoint_activations on and >= 1 steps"
+                f"recompute_segment={segment} needs recompute_activations on and >= 1 steps"
             )
         if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
             raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
         if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
             raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
-        if not 0 < self.advise_tolerance <= 1:
-            raise TBPTTError(f"advise_tolerance is a cosine in (0, 1], got {self.advise_tolerance}")
-        if self.precision not in PRECISIONS:
-            raise TBPTTError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {quoted(self.precision)}"
-            )
+        check_tolerance(self.advise_tolerance, "advise_tolerance")
+        check_precision(self.precision)
         for name in ("epochs", "log_every", "checkpoint_every", "max_skips", "nonmono"):
             if getattr(self, name) < 1:
                 raise TBPTTError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -213,10 +210,7 @@ class TrainConfig:
                 f"got {self.rollback_lr_factor}"
             )
         parse_device(self.device)
-        if self.optimizer not in OPTIMIZERS:
-            raise TBPTTError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {quoted(self.optimizer)}"
-            )
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
         if not 1 < self.plateau_factor < math.inf:
             raise TBPTTError(
                 f"plateau_factor divides the learning rate: it must be finite and > 1, "
@@ -224,10 +218,16 @@ class TrainConfig:
             )
         if not 0 <= self.plateau_min_lr < math.inf:
             raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
-        if self.schedule not in SCHEDULES:
-            raise TBPTTError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {quoted(self.schedule)}"
-            )
+        one_of("schedule", self.schedule, SCHEDULES)
+
+    def _rename(self, old: str, new: str, default: object) -> None:
+        """Move a setting given under its deprecated name ``old`` to ``new``, with one
+        warning line (an old run's saved default moves silently)."""
+        value = getattr(self, old)
+        if value is not None and value != default:
+            logger.warning("%s is deprecated: it is now %s", old, new)
+            setattr(self, new, value)
+        setattr(self, old, None)
 
     def batch_steps(self, whole: int) -> int:
         """Steps per training batch: one window (k1), several with randomised
@@ -235,14 +235,3 @@ class TrainConfig:
         if self.k1 is None:
             return whole
         return self.k1 * RANDOM_BATCH_WINDOWS if self.k1_std is not None else self.k1
-
-    def runner(self, model: nn.Module, loss_fn: LossFn) -> Runner:
-        """The engine for these settings."""
-        from tbptt.engine import Runner
-        from tbptt.engine.windows import RandomTruncation
-
-        k1: Stride = self.k1
-        if self.k1_std is not None and self.k1 is not None:
-            k1 = RandomTruncation(self.k1, self.k1_std, seed=self.seed)
-        checkpoint = self.checkpoint_segment or self.checkpoint_activations
-        return Runner(model, loss_fn, k1, self.k2, checkpoint=checkpoint)

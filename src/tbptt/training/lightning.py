@@ -88,10 +88,7 @@ class TBPTTModule(lightning.LightningModule):  # type: ignore[misc]
         """One optimizer step per window of ``batch``."""
         optimizer: Any = self.optimizers()  # one optimizer, one scheduler or none
         scheduler: Any = self.lr_schedulers()
-        windows = self.runner.windows(
-            batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        )
-        for window in windows:
+        for window in self.runner.windows(batch):
             optimizer.zero_grad()
             self.manual_backward(window.loss)
             if self.clip_norm is not None:
@@ -119,8 +116,8 @@ class TBPTTModule(lightning.LightningModule):  # type: ignore[misc]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the carried state (and history, when k2 > k1) for an exact resume."""
-        checkpoint["tbptt_runner"] = {"state": self.runner.state, "history": self.runner.history}
+        checkpoint["tbptt_runner"] = self.runner.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = move_data_to_device(checkpoint.get("tbptt_runner", {}), self.device)
-        self.runner.state, self.runner.history = saved.get("state"), saved.get("history")
+        self.runner.load_state_dict({"state": None, **saved})

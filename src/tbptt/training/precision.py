@@ -17,12 +17,17 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from tbptt.errors import TBPTTError, quoted
+from tbptt.errors import one_of
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Precision names and the dtype their forward pass autocasts to."""
 
 Item = TypeVar("Item")
+
+
+def check_precision(precision: str) -> None:
+    """Refuse a ``precision`` that is not one of :data:`PRECISIONS`."""
+    one_of("precision", precision, PRECISIONS)
 
 
 class MixedPrecision:
@@ -31,10 +36,7 @@ class MixedPrecision:
     everything through, so a training loop calls the same methods in every case."""
 
     def __init__(self, precision: str, device: torch.device) -> None:
-        if precision not in PRECISIONS:
-            raise TBPTTError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {quoted(precision)}"
-            )
+        check_precision(precision)
         self.dtype, self.device_type = PRECISIONS[precision], device.type
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 

@@ -9,7 +9,6 @@ import json
 import logging
 import resource
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -64,11 +63,10 @@ class MetricsLog:
     def _write_tensorboard(self, record: Record) -> None:
         """Each number of ``record`` as a scalar ``<kind>/<name>`` at its update."""
         if self._tensorboard is None:
-            if importlib.util.find_spec("tensorboard") is None:
+            if self.run_dir is None or importlib.util.find_spec("tensorboard") is None:
                 return
             from torch.utils.tensorboard import SummaryWriter
 
-            assert self.run_dir is not None
             self._tensorboard = SummaryWriter(self.run_dir / "tensorboard", self._purge_step)
         for name, value in record.items():
             if name not in ("kind", "window") and isinstance(value, int | float):
@@ -141,7 +139,7 @@ def plot_learning_curves(records: list[Record], path: Path) -> None:
 
 class StopSignals:
     """Within ``with``, SIGINT and SIGTERM set ``requested`` instead of stopping at
-    once, so the loop can finish its batch and write a checkpoint; a second SIGINT
+    once, so the loop can finish its update and write a checkpoint; a second SIGINT
     raises ``KeyboardInterrupt`` as usual."""
 
     def __init__(self) -> None:
@@ -152,7 +150,7 @@ class StopSignals:
         if self.requested and number == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print(f"\nstopping after this batch ({signal.Signals(number).name})", file=sys.stderr)
+        logger.warning("stopping after this update (%s)", signal.Signals(number).name)
 
     def __enter__(self) -> StopSignals:
         for number in (signal.SIGINT, signal.SIGTERM):

@@ -11,6 +11,7 @@ The file format is :mod:`tbptt.checkpoint`'s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,12 @@ import torch
 from torch import nn
 
 from tbptt.engine import Runner
-from tbptt.engine.windows import RandomTruncation
 from tbptt.files import file_error
 from tbptt.training import checkpoints, distributed
 from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import TrainConfig
 from tbptt.training.precision import MixedPrecision
+from tbptt.training.progress import Progress
 from tbptt.training.recovery import is_finite
 from tbptt.training.reporting import MetricsLog
 
@@ -45,20 +46,11 @@ class Resumable:
     device: torch.device
     run_dir: Path | None
     log: MetricsLog
-    epoch: int
-    batch: int
-    window: int
-    best: float
-    stale_evals: int
-    skipped: int
-    rollbacks: int
-    skips_in_row: int
+    progress: Progress
     averaging: IterateAverage | None
-    first_loss: float | None
     _good: bytes | None
+    _pending: Iterator[bool] | None
     _candidate: bytes | None
-    _loss_sum: float
-    _loss_count: int
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact continuation needs, as tensors and plain values."""
@@ -69,25 +61,10 @@ class Resumable:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "runner": {
-                "state": self.runner.state,
-                "history": self.runner.history,
-                "k2": self.runner.k2,
-                **truncation_state(self.runner),
-            },
+            "runner": self.runner.state_dict(),
             **self._ranks(rng),
             "scaler": self.precision.state_dict(),
-            "position": {"epoch": self.epoch, "batch": self.batch, "window": self.window},
-            "progress": {
-                "best": self.best,
-                "stale_evals": self.stale_evals,
-                "skipped": self.skipped,
-                "rollbacks": self.rollbacks,
-                "skips_in_row": self.skips_in_row,
-                "first_loss": self.first_loss,
-                "loss_sum": self._loss_sum,
-                "loss_count": self._loss_count,
-            },
+            **self.progress.state_dict(),
             "rng": rng,
             **({} if self.averaging is None else {"averaging": self.averaging.state_dict()}),
             "config": asdict(self.config),
@@ -101,26 +78,10 @@ class Resumable:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         own = distributed.own_share(state)
-        self.runner.state, self.runner.history = own["runner"]["state"], own["runner"]["history"]
-        if isinstance(self.runner.k1, RandomTruncation) and "truncation" in state["runner"]:
-            self.runner.k1.load_state_dict(state["runner"]["truncation"])
-        if isinstance(self.runner.k1, int) and state["runner"].get("k2") is not None:
-            self.runner.set_k2(state["runner"]["k2"])  # as advise_every last chose it
+        self.runner.load_state_dict({**state["runner"], **own["runner"]})
         self.precision.load_state_dict(state.get("scaler", {}))
-        self.epoch, self.batch, self.window = (
-            state["position"][key] for key in ("epoch", "batch", "window")
-        )
-        progress = state["progress"]
-        self.best, self.stale_evals, self.skipped = (
-            progress["best"],
-            progress["stale_evals"],
-            progress["skipped"],
-        )
-        self.rollbacks = progress.get("rollbacks", 0)
-        self.skips_in_row = progress.get("skips_in_row", 0)
-        self.first_loss = progress.get("first_loss")
-        self._loss_sum = progress.get("loss_sum", 0.0)  # the windows since the last record
-        self._loss_count = progress.get("loss_count", 0)
+        self.progress = Progress.from_checkpoint(state)
+        self._pending = None  # the updates from here are those of the loaded position
         if self.averaging is not None:
             self.averaging.load_state_dict(state["averaging"])
         torch.set_rng_state(own["rng"]["torch"])
@@ -132,7 +93,7 @@ class Resumable:
         generators, in rank order (nothing alone: ``runner`` and ``rng`` hold them)."""
         if not distributed.active():
             return {}
-        runner = {"state": self.runner.state, "history": self.runner.history}
+        runner = self.runner.state_dict()
         return {"ranks": distributed.gather(distributed.to_cpu({"runner": runner, "rng": rng}))}
 
     def save(self, name: str, to_disk: bool = True) -> None:
@@ -159,12 +120,5 @@ class Resumable:
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
             raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
-        self.log.truncate(self.window, self.epoch)
+        self.log.truncate(self.progress.updates, self.progress.epoch)
         self._good = self._candidate = None  # the start of the next fit: this checkpoint
-
-
-def truncation_state(runner: Runner) -> dict[str, Any]:
-    """The random-truncation draws' state, for an exact resume (none for a fixed k1)."""
-    if isinstance(runner.k1, RandomTruncation):
-        return {"truncation": runner.k1.state_dict()}
-    return {}

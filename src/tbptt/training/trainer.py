@@ -17,11 +17,13 @@ and what a checkpoint holds and how a run resumes from it is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,16 @@ from torch import Tensor, nn
 from tbptt.data.streams import Batch, Streams
 from tbptt.devices import device_of
 from tbptt.diagnostics import choose_k2
-from tbptt.engine import LossFn, unroll
-from tbptt.engine.windows import RandomTruncation
+from tbptt.engine import LossFn, Runner, Window
+from tbptt.engine.windows import RandomTruncation, Stride, as_stride
 from tbptt.errors import TBPTTError
 from tbptt.files import remove_temporaries
 from tbptt.training import checkpoints, distributed
 from tbptt.training.averaging import IterateAverage
 from tbptt.training.config import OPTIMIZERS, RANDOM_BATCH_WINDOWS, TrainConfig
+from tbptt.training.evaluation import check_metric, evaluate, loss_metrics
 from tbptt.training.precision import MixedPrecision
+from tbptt.training.progress import Progress
 from tbptt.training.recovery import diverged, is_finite, scale_learning_rate
 from tbptt.training.reporting import MetricsLog, StopSignals, peak_memory_mb
 from tbptt.training.resumable import Resumable
@@ -47,12 +51,6 @@ __all__ = ["RANDOM_BATCH_WINDOWS", "TrainConfig", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("language", "regression", "classification")
-
-EVAL_SLICE_STEPS = 32
-"""Steps per model call in evaluation: at most the outputs of a training window of
-k1 >= 32 steps (which also keeps their gradient), whatever the batch's length."""
-
 
 class Trainer(Resumable):
     """Trains ``model`` on ``train`` streams with TBPTT(k1, k2).
@@ -60,9 +58,16 @@ class Trainer(Resumable):
     Args:
         model: follows the tbptt model protocol.
         loss_fn: per-element losses ``(T, B)``.
-        train: the training streams (batches of k1 steps fit windows best).
+        train: the training streams (batches of k1 steps fit windows best), or any
+            iterable of :class:`~tbptt.data.Batch` es that can be iterated again
+            each epoch (a list, a ``DataLoader``; see :data:`Data`).
         config: see :class:`TrainConfig`.
-        validation: streams evaluated every ``eval_every`` updates.
+        validation: streams (or batches) evaluated every ``eval_every`` updates.
+        optimizer: a ``torch.optim.Optimizer`` of the model's parameters (groups
+            and all), or a name that replaces ``config.optimizer``; by default the
+            config's, on ``config.lr`` and ``config.weight_decay``.
+        scheduler: a learning-rate scheduler of that optimizer, stepped once per
+            update (then ``config.schedule`` must stay ``"constant"``).
         metrics: ``"language"`` (loss in nats, perplexity, bits per token),
             ``"regression"`` (MSE, MAE) or ``"classification"`` (accuracy).
         run_dir: where metrics, checkpoints and plots go (none: nothing written).
@@ -85,18 +90,26 @@ class Trainer(Resumable):
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        train: Streams,
+        train: Data,
         config: TrainConfig,
         *,
-        validation: Streams | None = None,
+        validation: Data | None = None,
+        optimizer: torch.optim.Optimizer | str | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         metrics: str = "language",
         run_dir: str | Path | None = None,
         extra: dict[str, Any] | None = None,
         callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
         progress: Callable[[int, float], None] | None = None,
     ) -> None:
-        if metrics not in METRICS:
-            raise TBPTTError(f"metrics must be one of {', '.join(METRICS)}, got {metrics!r}")
+        check_metric(metrics)
+        if isinstance(optimizer, str):
+            config = replace(config, optimizer=optimizer)  # checked as the config's own
+        if scheduler is not None and config.schedule != "constant":
+            raise TBPTTError(
+                f"scheduler= replaces the schedule, and schedule is {config.schedule!r}: "
+                "leave schedule constant, or pass no scheduler"
+            )
         if config.advise_every is not None and validation is None:
             raise TBPTTError("advise_every chooses k2 on the validation streams: give some")
         if config.optimizer == "ntasgd" and validation is None:
@@ -111,25 +124,22 @@ class Trainer(Resumable):
         self.extra = extra or {}
         self.precision = MixedPrecision(config.precision, self.device)
         forward: Any = torch.compile(self.model) if config.compile else self.model
-        self.runner = config.runner(forward, loss_fn)
-        self.optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        self.scheduler = self._schedule()
+        recompute = config.recompute_segment or config.recompute_activations
+        self.runner = Runner(forward, loss_fn, make_stride(config), config.k2, recompute=recompute)
+        self.optimizer = self._optimizer(optimizer)
+        self.scheduler = self._schedule() if scheduler is None else scheduler
+        if self.scheduler.optimizer is not self.optimizer:
+            raise TBPTTError("the scheduler steps another optimizer: build it on the trainer's")
         self.averaging = IterateAverage(config.nonmono) if config.optimizer == "ntasgd" else None
         self.run_dir = None if run_dir is None else Path(run_dir)
         main = distributed.is_main()
         self.log = MetricsLog(self.run_dir if main else None, callbacks if main else ())
-        self.progress = progress if main else None
+        self.on_update = progress if main else None
         if self.run_dir is not None and main:  # what a crash cut short (the targets are whole)
             for folder in (self.run_dir, self.run_dir / "checkpoints"):
                 remove_temporaries(folder)
-        self.epoch, self.batch, self.window = 0, 0, 0
-        self.best, self.stale_evals, self.skipped = math.inf, 0, 0
-        self.rollbacks, self.skips_in_row = 0, 0
-        self.first_loss: float | None = None
-        """The first update's loss (of a window with unmasked steps, above zero), which
-        ``config.blowup`` multiplies."""
+        self.progress = Progress()
+        """Where the run is and what it has counted (saved whole in checkpoints)."""
         self._good: bytes | None = None
         """The last known-good checkpoint's bytes (or the start's): where a rollback
         returns. A checkpoint is known good once an update from it succeeded."""
@@ -137,35 +147,54 @@ class Trainer(Resumable):
         """The latest checkpoint, until an update from it succeeds."""
         self._best: tuple[dict[str, Tensor], dict[str, float]] | None = None
         """A copy of the best evaluation's weights and its metrics (``restore_best``)."""
-        self._loss_sum, self._loss_count = 0.0, 0
+        self._pending: Iterator[bool] | None = None
+        """The updates a stopped :meth:`fit` left, for the next (none after a resume)."""
+        self._metrics: dict[str, float] = {}
+        """The last evaluation's metrics (none yet: empty)."""
         self._started = self._last_record = time.perf_counter()
         self._evaluated_at = -1
         """The update after which the last evaluation ran (-1: none in this process)."""
 
+    def _optimizer(self, given: torch.optim.Optimizer | str | None) -> torch.optim.Optimizer:
+        """``given``, if an optimizer of the model's parameters, else the config's."""
+        if not isinstance(given, torch.optim.Optimizer):
+            return getattr(torch.optim, OPTIMIZERS[self.config.optimizer])(
+                self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
+        owned = {id(parameter) for parameter in self.model.parameters()}
+        if any(id(p) not in owned for group in given.param_groups for p in group["params"]):
+            raise TBPTTError(
+                "the optimizer updates tensors that are not the model's parameters: "
+                "build it on model.parameters() (or groups of them)"
+            )
+        return given
+
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
         """Constant (plateau lowers its base at evaluations), or cosine decay to zero
         over the expected updates, then zero."""
-        total = max(self.config.max_windows or self.config.epochs * self._updates_per_epoch(), 1)
-        if self.config.schedule == "cosine":
-            return torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+        if self.config.schedule != "cosine":
+            return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        per_epoch = self.updates_per_epoch()
+        if self.config.max_windows is None and per_epoch is None:
+            raise TBPTTError(
+                "the cosine schedule needs the run's length: set max_windows, or train "
+                "on Streams (whose updates per epoch are known)"
             )
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        total = max(self.config.max_windows or self.config.epochs * (per_epoch or 0), 1)
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+        )
 
-    def _updates_per_epoch(self) -> int:
-        """Windows per pass over the training streams (expected, for random k1)."""
-        steps, k1 = self.train_streams.steps, self.runner.k1
-        if k1 is None:
-            per_batch = 1.0
-        elif isinstance(k1, RandomTruncation):
-            per_batch = steps / k1.expected_stride() + 0.5  # the last window is cut short
-        else:
-            per_batch = math.ceil(steps / k1)
-        return round(len(self.train_streams) * per_batch)
+    def updates_per_epoch(self) -> int | None:
+        """Updates in one pass over the training streams (expected, for random k1;
+        ``None`` for training data that is not :class:`~tbptt.data.Streams`)."""
+        if not isinstance(self.train_streams, Streams):
+            return None
+        return updates_per_epoch(self.runner.stride, self.train_streams)
 
     def fit(self) -> dict[str, float]:
         """Train until the epochs, ``max_windows`` or patience run out, or SIGINT/SIGTERM
-        arrives (then the current batch finishes and a checkpoint is written). A new
+        arrives (then the current update finishes and a checkpoint is written). A new
         run first saves its start as ``checkpoints/latest.pt``, so a kill at any
         moment leaves a run that resumes.
 
@@ -176,46 +205,57 @@ class Trainer(Resumable):
         A run that keeps diverging after ``max_rollbacks`` rollbacks raises
         ``TBPTTError``, its model back at the last good checkpoint.
         """
-        result: dict[str, float] = {}
         if self._good is None:  # the start of a fit is good if its parameters are finite
             if self._candidate is None:  # a new run's start is its first checkpoint on disk
-                self.save("latest", to_disk=self.window == 0)
+                self.save("latest", to_disk=self.progress.updates == 0)
             self._good, self._candidate = self._candidate, None
         try:
             with StopSignals() as stop:
-                while self.epoch < self.config.epochs and not self._done():
-                    for batch in self.train_streams.batches(self.epoch, start=self.batch):
-                        before = self.window
-                        self.train_batch(batch)
-                        self.batch += 1
-                        if self.skips_in_row >= self.config.max_skips:
-                            self._roll_back()
-                            break  # continue from the restored position
-                        result = self._after_batch(before) or result
-                        stop.requested = distributed.any_rank(stop.requested)  # stop together
-                        if stop.requested or self._done():
-                            break
-                    else:
-                        self.epoch, self.batch = self.epoch + 1, 0
-                        if self.config.eval_every == 0:
-                            result = self._evaluate_and_keep_best() or result
-                    if stop.requested:
+                updates = self._pending or self._updates()
+                while (updated := next(updates, None)) is not None:
+                    if self.progress.skips_in_row >= self.config.max_skips:
+                        self._roll_back()
+                        updates = self._updates()  # a restart, from the restored position
+                        continue
+                    if updated:
+                        self._after_update()
+                    stop.requested = distributed.any_rank(stop.requested)  # stop together
+                    if stop.requested or self._done():
                         break
-                finished = self.epoch >= self.config.epochs or self._done()
-                if finished and self._evaluated_at != self.window:
-                    result = self._evaluate_and_keep_best() or result  # the final model's metrics
+                finished = self.progress.epoch >= self.config.epochs or self._done()
+                self._pending = None if finished else updates  # what a later fit continues
+                if finished and self._evaluated_at != self.progress.updates:
+                    self._evaluate_and_keep_best()  # the final model's metrics
                 self.save("latest")
                 self.log.close()
                 self.log.finish()  # a stop from here on does not cut the files short
         finally:
             self.log.close()  # also when the run fails: no writer thread left behind
-        if self.config.restore_best:
-            result = self._restore_best(result)
+        result = self._restore_best() if self.config.restore_best else self._metrics
         return {**(result or self._last_train_record()), "interrupted": float(not finished)}
 
-    def _restore_best(self, result: dict[str, float]) -> dict[str, float]:
+    def _updates(self) -> Iterator[bool]:
+        """Every window from the current position to the end of the run, one update
+        each: True for an update made, False for one skipped. An epoch's end evaluates
+        with ``eval_every=0``; a checkpoint between any two windows resumes exactly
+        (the runner's state holds a chunk cut short, :meth:`tbptt.Runner.state_dict`)."""
+        progress = self.progress
+        while progress.epoch < self.config.epochs and not self._done():
+            for batch in epoch_batches(self.train_streams, progress.epoch, progress.batch):
+                for window in self._windows(batch):
+                    updated = self._update(window)
+                    if not self.runner.mid_chunk:  # the batch is done: resume after it
+                        progress.batch += 1
+                    yield updated
+                    self.model.train()  # after an evaluation, the next window trains
+            progress.epoch, progress.batch = progress.epoch + 1, 0
+            if self.config.eval_every == 0:
+                self._evaluate_and_keep_best()
+
+    def _restore_best(self) -> dict[str, float]:
         """Load the best evaluation's weights (kept in memory, or after a resume its
-        ``best.pt``) and return its metrics (``result`` when they are not known)."""
+        ``best.pt``) and return its metrics (the last evaluation's when not known)."""
+        result = self._metrics
         if self._best is not None:
             weights, result = self._best
             self.model.load_state_dict(weights)
@@ -225,47 +265,50 @@ class Trainer(Resumable):
         return result
 
     def _done(self) -> bool:
-        out_of_windows = (
-            self.config.max_windows is not None and self.window >= self.config.max_windows
-        )
-        out_of_patience = (
-            self.config.patience is not None and self.stale_evals >= self.config.patience
-        )
+        config, progress = self.config, self.progress
+        out_of_windows = config.max_windows is not None and progress.updates >= config.max_windows
+        out_of_patience = config.patience is not None and progress.stale_evals >= config.patience
         return out_of_windows or out_of_patience
 
     def train_batch(self, batch: Batch) -> None:
-        """One update per window of ``batch``; a non-finite loss or gradient skips its
-        update, and a non-finite state leaving the window restarts the streams."""
+        """One update per window of ``batch`` (see :meth:`_update`)."""
+        for window in self._windows(batch):
+            self._update(window)
+
+    def _windows(self, batch: Batch) -> Iterator[Window]:
+        """The windows of ``batch`` on the trainer's device, the model in training mode."""
         self.model.train()
-        batch = batch.to(self.device)
-        windows = self.runner.windows(
-            batch.inputs, batch.targets, resets=batch.resets, mask=batch.mask
-        )
-        for window in self.precision.forward(windows):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, mean, count = distributed.global_window(window.loss, window.count)
-            self.precision.backward(loss)
-            distributed.sum_gradients(self.model.parameters())
-            self.precision.unscale(self.optimizer)
-            norm, value = self._clip(), float(mean)  # a CPU-GPU sync
-            if not (math.isfinite(norm) and math.isfinite(value)) or self._blown_up(value):
-                self.precision.skip()
-                self._skip()
-                continue
-            self.skips_in_row = 0
-            if self.first_loss is None and int(count) and value > 0:  # not a masked window
-                self.first_loss = value
-            if self._candidate is not None:  # an update from it succeeded: it is good
-                self._good, self._candidate = self._candidate, None
-            self._step(window.lr_scale)
-            if self.averaging is not None:
-                self.averaging.update(self.model)
-            self.scheduler.step()
-            self.window += 1
-            self._loss_sum += value * int(count)
-            self._loss_count += int(count)
-            if self.progress is not None:
-                self.progress(self.window, value)
+        return self.precision.forward(self.runner.windows(batch.to(self.device)))
+
+    def _update(self, window: Window) -> bool:
+        """The update of ``window``; a non-finite (or blown-up) loss or gradient skips
+        it (False), and a non-finite state leaving the window restarts the streams."""
+        progress = self.progress
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, mean, count = distributed.global_window(window.loss, window.count)
+        self.precision.backward(loss)
+        distributed.sum_gradients(self.model.parameters())
+        self.precision.unscale(self.optimizer)
+        norm, value = self._clip(), float(mean)  # a CPU-GPU sync
+        if not (math.isfinite(norm) and math.isfinite(value)) or self._blown_up(value):
+            self.precision.skip()
+            self._skip()
+            return False
+        progress.skips_in_row = 0
+        if progress.first_loss is None and int(count) and value > 0:  # not a masked window
+            progress.first_loss = value
+        if self._candidate is not None:  # an update from it succeeded: it is good
+            self._good, self._candidate = self._candidate, None
+        self._step(window.lr_scale)
+        if self.averaging is not None:
+            self.averaging.update(self.model)
+        self.scheduler.step()
+        progress.updates += 1
+        progress.loss_sum += value * int(count)
+        progress.loss_count += int(count)
+        if self.on_update is not None:
+            self.on_update(progress.updates, value)
+        return True
 
     def _step(self, lr_scale: float) -> None:
         """An optimizer step with the learning rate scaled by ``lr_scale`` for it alone
@@ -279,16 +322,17 @@ class Trainer(Resumable):
 
     def _blown_up(self, loss: float) -> bool:
         """Whether ``loss`` is above ``blowup`` times the first update's loss."""
-        blowup, first = self.config.blowup, self.first_loss
+        blowup, first = self.config.blowup, self.progress.first_loss
         return blowup is not None and first is not None and loss > blowup * first
 
     def _skip(self) -> None:
         """Count a skipped update; restart the streams if the state they carry is not
         finite (it would poison every later window, as NaN inputs do)."""
-        self.skipped += 1
-        self.skips_in_row += 1
+        self.progress.skipped += 1
+        self.progress.skips_in_row += 1
         logger.warning(
-            "skipped update %d: non-finite or blown-up loss or gradient", self.window + 1
+            "skipped update %d: non-finite or blown-up loss or gradient",
+            self.progress.updates + 1,
         )
         if not is_finite(self.runner.state):
             self.runner.reset()
@@ -299,44 +343,44 @@ class Trainer(Resumable):
         rate times ``rollback_lr_factor``, keeping the counts of skips and rollbacks;
         after ``max_rollbacks`` rollbacks, return there, save it as the latest
         checkpoint and raise ``TBPTTError``."""
-        skipped, rollbacks, failed_at = self.skipped, self.rollbacks + 1, self.window
-        failed_lr, config, first_loss = (
-            self.optimizer.param_groups[0]["lr"],
-            self.config,
-            self.first_loss,
-        )
+        config, failed = self.config, self.progress
+        failed_lr, rollbacks = self.optimizer.param_groups[0]["lr"], failed.rollbacks + 1
         if self._good is None:
-            raise diverged(config.max_skips, failed_at, self.rollbacks, failed_lr, kept=None)
+            raise diverged(config.max_skips, failed.updates, failed.rollbacks, failed_lr, kept=None)
         self.load_state_dict(checkpoints.loads(self._good, self.device))
-        self._candidate = None
-        saved_rollbacks, self.skipped, self.skips_in_row = self.rollbacks, skipped, 0
-        self.rollbacks, self.first_loss = min(rollbacks, config.max_rollbacks), first_loss
-        self.log.truncate(self.window, self.epoch)
+        self._candidate, restored = None, self.progress.rollbacks
+        self.progress = replace(
+            self.progress,
+            skipped=failed.skipped,
+            skips_in_row=0,
+            rollbacks=min(rollbacks, config.max_rollbacks),
+            first_loss=failed.first_loss,
+        )
+        self.log.truncate(self.progress.updates, self.progress.epoch)
         if rollbacks > config.max_rollbacks:
             self.save("latest")  # the good one: what the error says is kept
-            kept = (
-                "the model"
-                if self.run_dir is None
-                else str(self.run_dir / "checkpoints" / "latest.pt")
-            )
+            folder = None if self.run_dir is None else self.run_dir / "checkpoints"
+            kept = "the model" if folder is None else str(folder / "latest.pt")
             raise diverged(
                 config.max_skips,
-                failed_at,
+                failed.updates,
                 config.max_rollbacks,
                 failed_lr,
-                kept=(kept, self.window),
+                kept=(kept, self.progress.updates),
             )
-        ratio = config.rollback_lr_factor ** (rollbacks - saved_rollbacks)
+        ratio = config.rollback_lr_factor ** (rollbacks - restored)
         lr = scale_learning_rate(self.optimizer, self.scheduler, ratio)
-        logger.warning("rolled back from update %d to %d, lr %.3g", failed_at, self.window, lr)
+        logger.warning(
+            "rolled back from update %d to %d, lr %.3g", failed.updates, self.progress.updates, lr
+        )
         self.log.record(
             {
                 "kind": "rollback",
-                "window": self.window,
-                "epoch": self.epoch,
-                "from_window": failed_at,
+                "window": self.progress.updates,
+                "epoch": self.progress.epoch,
+                "from_window": failed.updates,
                 "lr": lr,
-                "skipped_updates": skipped,
+                "skipped_updates": failed.skipped,
                 "rollbacks": rollbacks,
             }
         )
@@ -346,93 +390,91 @@ class Trainer(Resumable):
         max_norm = math.inf if self.config.clip_norm is None else self.config.clip_norm
         return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
 
-    def _after_batch(self, before: int) -> dict[str, float] | None:
-        """Log, evaluate and checkpoint when the batch's updates (from ``before`` on)
-        reached a multiple of their interval; the evaluation's metrics if one ran."""
-        config, result = self.config, None
-
-        def due(every: int) -> bool:
-            return every > 0 and self.window // every > before // every
-
-        if due(config.log_every) and self._loss_count:
+    def _after_update(self) -> None:
+        """Log, evaluate, rechoose k2 and checkpoint at multiples of their intervals."""
+        config, updates = self.config, self.progress.updates
+        if updates % config.log_every == 0 and self.progress.loss_count:
             self.log.record(self._train_record())
-            self._loss_sum, self._loss_count = 0.0, 0
-        if due(config.eval_every):
-            result = self._evaluate_and_keep_best()
-        if config.advise_every and due(config.advise_every):
+            self.progress.loss_sum, self.progress.loss_count = 0.0, 0
+        if config.eval_every and updates % config.eval_every == 0:
+            self._evaluate_and_keep_best()
+        if config.advise_every and updates % config.advise_every == 0:
             self._choose_k2()
-        if due(config.checkpoint_every):
+        if updates % config.checkpoint_every == 0:
             self.save("latest")
-        return result
 
     def _choose_k2(self) -> None:
         """Rechoose k2 on the first validation batch (the largest any rank chose)."""
-        assert self.validation is not None and isinstance(self.runner.k1, int)
-        sample = next(iter(self.validation.batches(0))).to(self.device)
+        if self.validation is None or self.config.k1 is None:
+            raise TBPTTError("advise_every needs validation streams and a fixed k1")
+        sample = next(epoch_batches(self.validation, 0)).to(self.device)
         k2 = choose_k2(
             self.model,
             sample.inputs,
             sample.targets,
             self.loss_fn,
-            self.runner.k1,
+            self.config.k1,
             tolerance=self.config.advise_tolerance,
             resets=sample.resets,
             mask=sample.mask,
         )
-        self.runner.set_k2(max(distributed.gather(k2)))
-        self.log.record({"kind": "advice", "window": self.window, "k2": self.runner.k2})
+        chosen = max(distributed.gather(k2))
+        self.runner.set_k2(chosen)
+        self.log.record({"kind": "advice", "window": self.progress.updates, "k2": chosen})
 
     def _train_record(self) -> dict[str, Any]:
         """The training loss and speed since the last record."""
-        loss = self._loss_sum / max(self._loss_count, 1)
+        progress = self.progress
+        loss = progress.loss_sum / max(progress.loss_count, 1)
         now = time.perf_counter()
-        tokens_per_second = self._loss_count / max(now - self._last_record, 1e-9)
+        tokens_per_second = progress.loss_count / max(now - self._last_record, 1e-9)
         self._last_record = now
         return {
             "kind": "train",
-            "window": self.window,
-            "epoch": self.epoch,
+            "window": progress.updates,
+            "epoch": progress.epoch,
             "loss": loss,
-            **self._loss_metrics(loss),
+            **loss_metrics(loss, self.metrics),
             "lr": self.scheduler.get_last_lr()[0],
             "tokens_per_second": tokens_per_second,
-            "skipped_updates": self.skipped,
-            "rollbacks": self.rollbacks,
+            "skipped_updates": progress.skipped,
+            "rollbacks": progress.rollbacks,
             "seconds": now - self._started,
             "peak_memory_mb": peak_memory_mb(self.device),
         }
 
     def _last_train_record(self) -> dict[str, Any]:
         """The training loss since the last record, or that record if none came since."""
-        if self._loss_count == 0:
+        if self.progress.loss_count == 0:
             logged = [record for record in self.log.records if record["kind"] == "train"]
             if logged:
                 return logged[-1]
         return self._train_record()
 
-    def _evaluate_and_keep_best(self) -> dict[str, float] | None:
+    def _evaluate_and_keep_best(self) -> None:
+        """Evaluate on the validation streams (if any), log it, and keep the best."""
         if self.validation is None:
-            return None
-        self._evaluated_at = self.window
+            return
+        progress, self._evaluated_at = self.progress, self.progress.updates
         swap = nullcontext() if self.averaging is None else self.averaging.swapped_in(self.model)
         with swap:  # NT-ASGD evaluates, and keeps as the best, the average
-            metrics = self.evaluate(self.validation)
-            self.log.record({"kind": "eval", "window": self.window, "epoch": self.epoch, **metrics})
-            if metrics["loss"] < self.best:
-                self.best, self.stale_evals = metrics["loss"], 0
+            metrics = self._metrics = self.evaluate(self.validation)
+            where = {"window": progress.updates, "epoch": progress.epoch}
+            self.log.record({"kind": "eval", **where, **metrics})
+            if metrics["loss"] < progress.best:
+                progress.best, progress.stale_evals = metrics["loss"], 0
                 self.save("best")
                 if self.config.restore_best:
                     weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     self._best = (weights, metrics)
             else:
-                self.stale_evals += 1
+                progress.stale_evals += 1
                 if self.config.schedule == "plateau":
                     self._lower_on_plateau()
         if self.averaging is not None and self.averaging.observe(metrics["loss"]):
             logger.info(
                 "validation loss worse than before the last %d: averaging", self.config.nonmono
             )
-        return metrics
 
     def _lower_on_plateau(self) -> None:
         """Divide the learning rate by ``plateau_factor``, not below ``plateau_min_lr``;
@@ -442,55 +484,43 @@ class Trainer(Resumable):
         lowered = scale_learning_rate(self.optimizer, self.scheduler, ratio)
         logger.info("validation loss did not improve: learning rate %.3g -> %.3g", lr, lowered)
 
-    @torch.no_grad()
     def evaluate(
-        self, streams: Streams, progress: Callable[[int], None] | None = None
+        self, streams: Data, progress: Callable[[int], None] | None = None
     ) -> dict[str, float]:
         """Metrics over ``streams`` with the state carried across batches and no
-        truncation, so the loss does not depend on k (``semantics.md``); ``progress``
-        is called with the batches done after each.
-
-        Each batch runs in slices of ``EVAL_SLICE_STEPS`` steps, the state carried
-        between them: the same metrics as one call per batch, with the outputs of
-        only one slice alive at a time (a language model's ``(T, B, V)`` logits and
-        the loss's copy of them are the bulk of evaluation's memory)."""
-        self.model.eval()
-        state, totals = None, {"loss": 0.0, "count": 0.0, "abs": 0.0, "correct": 0.0}
-        for done, batch in enumerate(streams.batches(0), start=1):
-            batch = batch.to(self.device)
-            for piece in batch.slices(EVAL_SLICE_STEPS):
-                outputs, state = unroll(self.model, piece.inputs, state, piece.resets)
-                losses = self.loss_fn(outputs, piece.targets)
-                add_totals(totals, outputs, piece, losses, self.metrics)
-            if progress is not None:
-                progress(done)
-        totals = distributed.sum_values(totals)
-        count = max(totals["count"], 1.0)
-        loss = totals["loss"] / count
-        metrics = {"loss": loss, **self._loss_metrics(loss)}
-        if self.metrics == "regression":
-            metrics["mae"] = totals["abs"] / count
-        if self.metrics == "classification":
-            metrics["accuracy"] = totals["correct"] / count
-        return metrics
-
-    def _loss_metrics(self, loss: float) -> dict[str, float]:
-        if self.metrics == "language":
-            return {"perplexity": math.exp(min(loss, 700.0)), "bits_per_token": loss / math.log(2)}
-        return {"mse": loss} if self.metrics == "regression" else {}
+        truncation (:func:`tbptt.training.evaluation.evaluate`)."""
+        return evaluate(
+            self.model,
+            self.loss_fn,
+            epoch_batches(streams, 0),
+            self.metrics,
+            device=self.device,
+            progress=progress,
+        )
 
 
-def add_totals(
-    totals: dict[str, float], outputs: Tensor, batch: Batch, losses: Tensor, metrics: str
-) -> None:
-    """Accumulate masked loss sums and counts, and what ``metrics`` reports besides:
-    absolute errors (regression) or correct predictions (classification)."""
-    mask = batch.mask
-    totals["loss"] += float(torch.where(mask, losses, 0.0).sum())
-    totals["count"] += float(mask.sum())
-    if metrics == "regression" and outputs.shape == batch.targets.shape:
-        errors = (outputs - batch.targets).abs()
-        errors = errors.flatten(2).mean(-1) if errors.dim() > 2 else errors
-        totals["abs"] += float(torch.where(mask, errors, 0.0).sum())
-    elif metrics == "classification" and outputs.dim() == batch.targets.dim() + 1:
-        totals["correct"] += float(((outputs.argmax(-1) == batch.targets) & mask).sum())
+Data = Streams | Iterable[Batch]
+"""Training or validation data: :class:`~tbptt.data.Streams`, or any iterable of
+:class:`~tbptt.data.Batch` es that can be iterated again for each epoch (a list, a
+``DataLoader``), consecutive chunks of the same streams."""
+
+
+def epoch_batches(data: Data, epoch: int, start: int = 0) -> Iterator[Batch]:
+    """The batches of ``epoch`` from the ``start``-th on."""
+    if isinstance(data, Streams):
+        return data.batches(epoch, start=start)
+    return itertools.islice(iter(data), start, None)
+
+
+def make_stride(config: TrainConfig) -> Stride:
+    """The stride ``config`` asks for: its k1, or one drawn per window around it."""
+    if config.k1_std is not None and config.k1 is not None:
+        return RandomTruncation(config.k1, config.k1_std, seed=config.seed)
+    return as_stride(config.k1)
+
+
+def updates_per_epoch(stride: Stride, streams: Streams) -> int:
+    """Updates in one pass over ``streams``: the windows ``stride`` expects in each
+    batch (the last one shorter when the streams are not a whole number of batches)."""
+    full, rest = divmod(streams.stream_length(0), streams.steps)
+    return round(full * stride.windows(streams.steps) + (stride.windows(rest) if rest else 0))
