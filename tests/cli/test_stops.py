@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tbptt.cli import commands
+from tbptt.cli import main as cli_main
 from tbptt.cli.main import main
 from tbptt.training import checkpoints
 from tbptt.training.reporting import read_records
@@ -79,6 +80,29 @@ def test_a_stop_before_the_first_checkpoint_leaves_nothing_and_says_so(
     assert code == 1
     assert "nothing to resume; run the command again" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("where", ["options_of", "resolve_file"])
+def test_a_stop_while_torch_loads_or_the_config_is_read_leaves_nothing_and_says_so(
+    tmp_path, corpus, capsys, monkeypatch, where
+):
+    monkeypatch.setattr(cli_main, where, interrupt)  # before any file is written
+    run_dir = tmp_path / "run"
+    assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)]) == 1
+    assert "nothing to resume; run the command again" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_a_stop_before_a_resume_reaches_its_run_says_how_to_resume(
+    tmp_path, corpus, capsys, monkeypatch
+):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)]) == 0
+    monkeypatch.setattr(cli_main, "options_of", interrupt)
+    assert main(["train", "--resume", str(run_dir), "--max-windows", "20"]) == 130
+    assert f"continue with: tbptt train --resume {run_dir}" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
