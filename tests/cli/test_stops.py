@@ -145,3 +145,50 @@ def test_sigterm_while_training_exits_130_and_resumes_to_the_unstopped_run(tmp_p
     assert f"tbptt train --resume {run_dir}".encode() in err
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
     assert_same(outcome(run_dir), outcome(whole))
+
+
+def train_command(corpus: Path, run_dir: Path) -> list[str]:
+    """``tbptt train`` of :data:`RUN` in a subprocess."""
+    return [
+        sys.executable,
+        "-m",
+        "tbptt",
+        "train",
+        "--text",
+        str(corpus),
+        *RUN,
+        "--run-dir",
+        str(run_dir),
+    ]
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_at_random_moments_from_start_up_on_leaves_nothing_or_a_run_that_resumes(
+    tmp_path, corpus, number
+):
+    """Stops drawn over the command's whole life, most of it start-up (importing torch,
+    reading the data, claiming the run directory), the rest training and reporting."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    began = time.monotonic()
+    done = subprocess.run(train_command(corpus, whole), cwd=ROOT, env=environment, timeout=120)
+    assert done.returncode == 0
+    life = time.monotonic() - began
+    draw = random.Random(int(number))
+    for attempt in range(3):
+        run_dir = tmp_path / f"run{attempt}"
+        with subprocess.Popen(
+            train_command(corpus, run_dir), cwd=ROOT, env=environment, stderr=subprocess.PIPE
+        ) as process:
+            time.sleep(draw.uniform(0.0, life))
+            process.send_signal(number)
+            _, err = process.communicate(timeout=120)
+        if process.returncode == 130:  # something to resume, and it says how
+            assert f"tbptt train --resume {run_dir}".encode() in err
+            assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+        elif process.returncode == 1:  # stopped before its first checkpoint: says so
+            assert b"nothing to resume; run the command again" in err
+        else:  # finished first, or the signal came before Python ran tbptt's handler
+            assert process.returncode in (0, -number), err
+        if run_dir.exists():  # nothing, or a run that ends as the unstopped one
+            assert_same(outcome(run_dir), outcome(whole))
