@@ -74,6 +74,7 @@ def write_files(root: Path) -> None:
         "top.toml": "[trian]\nlr = 0.1\n",
         "flat.toml": "train = 3\n",
         "negative.toml": "[train]\nlr = -1\n",
+        "seed.toml": f"[train]\nseed = {2**64}\n",
     }
     for name, content in configs.items():
         (root / name).write_text(content)
@@ -473,6 +474,26 @@ CASES = {
     "seed of 2**64": (
         ["train", "--text", "corpus.txt", *NEW, "--seed", str(2**64)],
         ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "config seed of 2**64": (
+        ["train", "--config", "seed.toml", "--text", "corpus.txt", *NEW],
+        ("seed.toml: seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "fp16 on a CPU": (
+        ["train", "--text", "corpus.txt", *NEW, "--precision", "fp16", "--device", "cpu"],
+        ("precision fp16 needs a GPU", "--precision bf16"),
+    ),
+    "randomised truncation of infinite spread": (
+        ["train", "--text", "corpus.txt", *NEW, "--k1-std", "inf"],
+        ("k1_std needs a k1 and must be >= 0 and finite, got inf",),
+    ),
+    "a billion threads": (
+        ["train", "--text", "corpus.txt", *NEW, "--threads", str(10**9)],
+        ("threads 1,000,000,000 is more than this machine's", "give at most"),
+    ),
+    "demo with a billion threads": (
+        ["demo", "--threads", str(10**9)],
+        ("threads 1,000,000,000 is more than this machine's",),
     ),
     "generate with a seed of 2**64": (
         ["generate", "runs/text", "--seed", str(2**64)],
