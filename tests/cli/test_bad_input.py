@@ -124,6 +124,12 @@ def write_checkpoints(root: Path) -> None:
     }
     for name, edit in edits.items():
         checkpoints.save(root / name, {**payload, "extra": {**payload["extra"], **edit}})
+    series = checkpoints.load(root / "runs" / "series" / "checkpoints" / "latest.pt")
+    forecast = series["extra"]["forecast"]
+    zero = {**forecast, "transforms": {**forecast["transforms"], "horizon": 0}}
+    checkpoints.save(
+        root / "horizonzero.pt", {**series, "extra": {**series["extra"], "forecast": zero}}
+    )
     data = {**config["data"], "text": "/etc/passwd"}
     crafted = {**payload["extra"], "config": {**config, "data": data}}
     checkpoints.save(root / "crafted.pt", {**payload, "extra": crafted})
@@ -425,6 +431,10 @@ CASES = {
     "checkpoint position given as a string": (
         ["eval", "positionstring.pt"],
         ("positionstring.pt: position.window: is '3', not an integer >= 0",),
+    ),
+    "checkpoint of a CSV run with a horizon of 0": (
+        ["eval", "horizonzero.pt", "series.csv"],
+        ("horizonzero.pt: extra.forecast.transforms.horizon: is 0, not an integer >= 1",),
     ),
     "checkpoint whose weights do not fit": (
         ["eval", "mismatch"],
