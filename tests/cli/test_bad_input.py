@@ -375,6 +375,10 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--run-dir", "notrun", "--overwrite"],
         ("no config.json", "not a run to overwrite"),
     ),
+    "empty run directory name": (
+        ["train", "--text", "corpus.txt", *NEW, "--run-dir", ""],
+        ("run_dir '' names no folder",),
+    ),
     "run directory that is a file": (
         ["train", "--text", "corpus.txt", *NEW, "--run-dir", "corpus.txt"],
         ("is a file, not a run directory",),

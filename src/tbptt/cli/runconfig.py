@@ -297,6 +297,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_types(self)
         at_least(1, threads=self.threads)
+        if self.run_dir is not None and not self.run_dir.strip():
+            raise TBPTTError(
+                f"run_dir {quoted(self.run_dir)} names no folder; give one, or leave it out "
+                "for runs/ and the data's name"
+            )
 
 
 @dataclass
