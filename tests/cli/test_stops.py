@@ -18,6 +18,7 @@ import torch
 from tbptt.cli import commands
 from tbptt.cli import main as cli_main
 from tbptt.cli.main import main
+from tbptt.files import LOCK
 from tbptt.training import checkpoints
 from tbptt.training.reporting import read_records
 from tbptt.training.trainer import Trainer
@@ -162,12 +163,26 @@ def train_command(corpus: Path, run_dir: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_directory_a_kill_in_start_up_left_is_started_afresh(tmp_path, corpus, capsys):
+    whole = tmp_path / "whole"
+    assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(whole)]) == 0
+    run_dir = tmp_path / "run"  # SIGKILL after the lock, inside the first checkpoint's write
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / LOCK).write_text("999999999\n")  # a dead holder: the OS let its lock go
+    (run_dir / "checkpoints" / ".latest.pt.0123456789ab.tmp").write_bytes(b"half")
+    assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)]) == 0
+    assert list(run_dir.rglob(".*.tmp")) == [] and not (run_dir / LOCK).exists()
+    assert_same(outcome(run_dir), outcome(whole))
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_stop_at_random_moments_from_start_up_on_leaves_nothing_or_a_run_that_resumes(
     tmp_path, corpus, number
 ):
     """Stops drawn over the command's whole life, most of it start-up (importing torch,
-    reading the data, claiming the run directory), the rest training and reporting."""
+    reading the data, claiming the run directory), the rest training and reporting.
+    What a kill leaves is a run ``--resume`` continues, or one the command run again
+    starts afresh."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
     began = time.monotonic()
@@ -188,7 +203,14 @@ def test_a_stop_at_random_moments_from_start_up_on_leaves_nothing_or_a_run_that_
             assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
         elif process.returncode == 1:  # stopped before its first checkpoint: says so
             assert b"nothing to resume; run the command again" in err
-        else:  # finished first, or the signal came before Python ran tbptt's handler
+        else:  # finished first, killed, or stopped before Python ran tbptt's handler
             assert process.returncode in (0, -number), err
+        latest = run_dir / "checkpoints" / "latest.pt"
+        if run_dir.exists() and not latest.exists():  # a kill left a lock or a .tmp file
+            assert number == signal.SIGKILL
+            assert main(["train", "--text", str(corpus), *RUN, "--run-dir", str(run_dir)]) == 0
+        elif latest.exists() and checkpoints.load(latest)["position"]["window"] < 12:
+            assert number == signal.SIGKILL  # a stop says 130 and was resumed above
+            assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
         if run_dir.exists():  # nothing, or a run that ends as the unstopped one
             assert_same(outcome(run_dir), outcome(whole))
