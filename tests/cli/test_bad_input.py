@@ -282,6 +282,14 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--init", "uniform"],
         ("init 'uniform' is unknown", "uniform:A"),
     ),
+    "uniform initialisation beyond float32": (
+        ["train", "--text", "corpus.txt", *NEW, "--init", "uniform:1e308"],
+        ("init 'uniform:1e308': A is above 3.403e+38, the largest float32",),
+    ),
+    "forget bias beyond float32": (
+        ["train", "--text", "corpus.txt", *NEW, "--forget-bias=-1e39"],
+        ("forget_bias -1e+39 is beyond 3.403e+38, the largest float32",),
+    ),
     "forget bias for a GRU": (
         ["train", "--text", "corpus.txt", *NEW, "--cell", "gru", "--forget-bias", "1"],
         ("forget_bias is for an LSTM", "--cell lstm"),
