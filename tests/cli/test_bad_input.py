@@ -75,6 +75,7 @@ def write_files(root: Path) -> None:
         "top.toml": "[trian]\nlr = 0.1\n",
         "flat.toml": "train = 3\n",
         "negative.toml": "[train]\nlr = -1\n",
+        "seed.toml": f"[train]\nseed = {2**64}\n",
     }
     for name, content in configs.items():
         (root / name).write_text(content)
@@ -124,6 +125,12 @@ def write_checkpoints(root: Path) -> None:
     }
     for name, edit in edits.items():
         checkpoints.save(root / name, {**payload, "extra": {**payload["extra"], **edit}})
+    series = checkpoints.load(root / "runs" / "series" / "checkpoints" / "latest.pt")
+    forecast = series["extra"]["forecast"]
+    zero = {**forecast, "transforms": {**forecast["transforms"], "horizon": 0}}
+    checkpoints.save(
+        root / "horizonzero.pt", {**series, "extra": {**series["extra"], "forecast": zero}}
+    )
     data = {**config["data"], "text": "/etc/passwd"}
     crafted = {**payload["extra"], "config": {**config, "data": data}}
     checkpoints.save(root / "crafted.pt", {**payload, "extra": crafted})
@@ -240,6 +247,14 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--init", "uniform"],
         ("init 'uniform' is unknown", "uniform:A"),
     ),
+    "uniform initialisation beyond float32": (
+        ["train", "--text", "corpus.txt", *NEW, "--init", "uniform:1e308"],
+        ("init 'uniform:1e308': A is above 3.403e+38, the largest float32",),
+    ),
+    "forget bias beyond float32": (
+        ["train", "--text", "corpus.txt", *NEW, "--forget-bias=-1e39"],
+        ("forget_bias -1e+39 is beyond 3.403e+38, the largest float32",),
+    ),
     "forget bias for a GRU": (
         ["train", "--text", "corpus.txt", *NEW, "--cell", "gru", "--forget-bias", "1"],
         ("forget_bias is for an LSTM", "--cell lstm"),
@@ -333,6 +348,10 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--run-dir", "notrun", "--overwrite"],
         ("no config.json", "not a run to overwrite"),
     ),
+    "empty run directory name": (
+        ["train", "--text", "corpus.txt", *NEW, "--run-dir", ""],
+        ("run_dir '' names no folder",),
+    ),
     "run directory that is a file": (
         ["train", "--text", "corpus.txt", *NEW, "--run-dir", "corpus.txt"],
         ("is a file, not a run directory",),
@@ -390,6 +409,10 @@ CASES = {
         ["eval", "positionstring.pt"],
         ("positionstring.pt: position.window: is '3', not an integer >= 0",),
     ),
+    "checkpoint of a CSV run with a horizon of 0": (
+        ["eval", "horizonzero.pt", "series.csv"],
+        ("horizonzero.pt: extra.forecast.transforms.horizon: is 0, not an integer >= 1",),
+    ),
     "checkpoint whose weights do not fit": (
         ["eval", "mismatch"],
         ("its weights do not fit its config",),
@@ -438,6 +461,26 @@ CASES = {
     "seed of 2**64": (
         ["train", "--text", "corpus.txt", *NEW, "--seed", str(2**64)],
         ("seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "config seed of 2**64": (
+        ["train", "--config", "seed.toml", "--text", "corpus.txt", *NEW],
+        ("seed.toml: seed must be an integer from 0 to 2**63 - 1",),
+    ),
+    "fp16 on a CPU": (
+        ["train", "--text", "corpus.txt", *NEW, "--precision", "fp16", "--device", "cpu"],
+        ("precision fp16 needs a GPU", "--precision bf16"),
+    ),
+    "randomised truncation of infinite spread": (
+        ["train", "--text", "corpus.txt", *NEW, "--k1-std", "inf"],
+        ("k1_std needs a k1 and must be >= 0 and finite, got inf",),
+    ),
+    "a billion threads": (
+        ["train", "--text", "corpus.txt", *NEW, "--threads", str(10**9)],
+        ("threads 1,000,000,000 is more than this machine's", "give at most"),
+    ),
+    "demo with a billion threads": (
+        ["demo", "--threads", str(10**9)],
+        ("threads 1,000,000,000 is more than this machine's",),
     ),
     "generate with a seed of 2**64": (
         ["generate", "runs/text", "--seed", str(2**64)],

@@ -12,6 +12,7 @@ import torch
 from tbptt.cli import commands
 from tbptt.cli.main import main
 from tbptt.cli.threads import default_threads, use_threads
+from tbptt.errors import TBPTTError
 
 TINY = ["--hidden-size", "8", "--num-layers", "1", "--k1", "8", "--batch-size", "2", "--quiet"]
 
@@ -102,3 +103,11 @@ def test_zero_threads_is_refused_in_one_line(tmp_path, text_file, capsys):
     error = capsys.readouterr().err
     assert "threads must be >= 1, got 0" in error and error.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_more_threads_than_the_machine_has_cpus_is_refused_before_any_work():
+    cpus = os.cpu_count() or 1
+    before = torch.get_num_threads()
+    with pytest.raises(TBPTTError, match=f"threads 1,000,000,000 is more than .* {cpus} CPUs"):
+        use_threads(10**9)  # OpenMP would abort the process at its first parallel work
+    assert torch.get_num_threads() == before

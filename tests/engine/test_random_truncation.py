@@ -52,6 +52,13 @@ def test_draws_follow_the_two_normals_and_the_minimum():
     assert abs(float(lengths[~short].std()) - 5) < 0.3
 
 
+def test_a_spread_so_large_that_draws_overflow_still_draws_integers():
+    truncation = RandomTruncation(8, 1e308)
+    draws = [truncation.next() for _ in range(200)]  # |noise| > 1.8 overflows to inf
+    assert all(isinstance(k1, int) and 1 <= k1 <= 2**62 for k1 in draws)
+    assert max(draws) == 2**62 and min(draws) == 1
+
+
 def test_draws_repeat_from_the_seed_and_resume_from_the_state_dict():
     first = RandomTruncation(20, 4.0, seed=5)
     assert draws(first, 30) == draws(RandomTruncation(20, 4.0, seed=5), 30)

@@ -345,6 +345,7 @@ def test_checkpointed_training_takes_the_same_steps():
     [
         ({"k1": None, "k1_std": 2.0}, "k1_std needs a k1"),
         ({"k1_std": -1.0}, "k1_std needs a k1 and must be >= 0"),
+        ({"k1_std": math.inf}, "k1_std needs a k1 and must be >= 0 and finite, got inf"),
         ({"recompute_segment": 4}, "needs recompute_activations"),
         ({"recompute_activations": True, "recompute_segment": 0}, ">= 1 steps"),
         ({"k1": 4, "k2": 2}, "k1=4 > k2=2"),

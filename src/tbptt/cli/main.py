@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from types import FrameType
 
 import tbptt
@@ -178,6 +179,24 @@ def add_advise_parser(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    try:
+        return start_train(args)
+    except Stopped:
+        raise
+    except KeyboardInterrupt as error:  # while torch loaded or the config was read
+        raise stopped_early(args.resume) from error
+
+
+def stopped_early(resume: str | None) -> Stopped:
+    """How a ``train`` stopped before it reached its run is reported: nothing was
+    written, and a resume's run is as it was (resumable if it has a checkpoint)."""
+    if resume is None:
+        return Stopped("", False)
+    return Stopped(resume, (Path(resume) / "checkpoints" / "latest.pt").is_file())
+
+
+def start_train(args: argparse.Namespace) -> int:
+    """``tbptt train``: a new run, or ``--resume``."""
     from tbptt.cli import commands
 
     output, options = Output(output_mode(args)), options_of(args)

@@ -48,6 +48,8 @@ SOURCES = ("text", "csv", "tokens", "task")
 
 PATH_FIELDS = ("text", "csv", "tokens", "vocabulary", "validation_file", "test_file")
 """Fields that name files: made absolute in a resolved config."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a weight or bias the model is set to must fit in one."""
 
 
 AWD_DROPOUTS = (
@@ -104,13 +106,23 @@ class ModelConfig:
         check_types(self)
 
         one_of("cell", self.cell, CELLS)
-        parse_init(self.init)
+        bound = parse_init(self.init)
+        if bound is not None and bound > FLOAT32_MAX:
+            raise TBPTTError(
+                f"init {quoted(self.init)}: A is above {FLOAT32_MAX:.4g}, the largest float32 "
+                "weight; give a bound like uniform:0.1"
+            )
         if self.forget_bias is not None and (
             self.cell != "lstm" or not math.isfinite(self.forget_bias)
         ):
             raise TBPTTError(
                 f"forget_bias is for an LSTM and must be finite, got {self.forget_bias} "
                 f"with cell {self.cell}; drop it or use --cell lstm"
+            )
+        if self.forget_bias is not None and abs(self.forget_bias) > FLOAT32_MAX:
+            raise TBPTTError(
+                f"forget_bias {self.forget_bias} is beyond {FLOAT32_MAX:.4g}, the largest "
+                "float32 weight; give a bias like 1"
             )
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
@@ -296,6 +308,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_types(self)
         at_least(1, threads=self.threads)
+        if self.run_dir is not None and not self.run_dir.strip():
+            raise TBPTTError(
+                f"run_dir {quoted(self.run_dir)} names no folder; give one, or leave it out "
+                "for runs/ and the data's name"
+            )
 
 
 @dataclass

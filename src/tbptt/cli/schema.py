@@ -7,8 +7,8 @@ model's ``vocab_size``, ``input_size``, ``output_size``: integers >= 1),
 ``vocabulary`` (none, or a table of ``level`` and ``tokens``, checked as a
 vocabulary file is), ``normalizer`` (none, or ``mean`` and ``std`` lists of numbers),
 ``columns`` (none, or ``inputs`` and ``targets`` lists of names) and, for a CSV run,
-``forecast`` (a table). ``position`` holds ``epoch``, ``batch`` and ``window``:
-integers >= 0.
+``forecast`` (a table whose ``transforms`` fit each other and the model's sizes).
+``position`` holds ``epoch``, ``batch`` and ``window``: integers >= 0.
 
 A checkpoint also names the data files its run read. ``tbptt eval``, ``predict`` and
 ``advise`` without FILE read them only when the run directory the checkpoint lies in
@@ -32,6 +32,22 @@ from tbptt.files import file_error
 SIZES = ("vocab_size", "input_size", "output_size")
 POSITION = ("epoch", "batch", "window")
 FIX = "give a checkpoint as tbptt wrote it (unedited), or retrain"
+TRANSFORMS = (
+    "input_columns",
+    "target_columns",
+    "calendar",
+    "inputs",
+    "targets",
+    "scale_targets",
+    "input_changes",
+    "base",
+    "horizon",
+    "season",
+    "ar",
+)
+"""The fields of a CSV run's saved transforms (``tbptt.forecast.Transforms``)."""
+BASES = ("none", "last", "linear_ar")
+NUMBER = (int, float)
 
 
 def check_saved(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -48,10 +64,10 @@ def check_saved(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
         if not whole(value, 1):
             raise bad(path, f"extra.sizes.{key}", f"is {quoted(value)}, not an integer >= 1")
     check_vocabulary(path, extra.get("vocabulary"))
-    check_lists(path, "normalizer", extra.get("normalizer"), ("mean", "std"), (int, float))
+    check_lists(path, "normalizer", extra.get("normalizer"), ("mean", "std"), NUMBER)
     check_lists(path, "columns", extra.get("columns"), ("inputs", "targets"), (str,))
-    if extra.get("forecast") is not None and not isinstance(extra["forecast"], dict):
-        raise bad(path, "extra.forecast", f"is {quoted(extra['forecast'])}, not a table")
+    if extra.get("forecast") is not None:
+        check_forecast(path, extra["forecast"], sizes)
     position = state.get("position")
     if position is not None:
         if not isinstance(position, dict):
@@ -75,6 +91,71 @@ def check_vocabulary(path: str | os.PathLike[str], vocabulary: Any) -> None:
         raise bad(path, "extra.vocabulary.tokens", f"is {quoted(tokens)}, not a list")
     if (problem := token_problem(tokens, level)) is not None:
         raise bad(path, "extra.vocabulary.tokens", problem)
+
+
+def check_forecast(path: str | os.PathLike[str], forecast: Any, sizes: dict[str, Any]) -> None:
+    """A CSV run's ``forecast``: its ``transforms`` (columns, scaling, base, horizon,
+    season, linear AR), which must fit each other and the model's sizes."""
+    if not isinstance(forecast, dict):
+        raise bad(path, "extra.forecast", f"is {quoted(forecast)}, not a table")
+    field = "extra.forecast.transforms"
+    transforms = forecast.get("transforms")
+    if not isinstance(transforms, dict) or set(transforms) != set(TRANSFORMS):
+        raise bad(path, field, f"is {quoted(transforms)}, not a table of {', '.join(TRANSFORMS)}")
+    for key in ("input_columns", "target_columns", "calendar"):
+        if not strings(transforms[key]):
+            raise bad(path, f"{field}.{key}", f"is {quoted(transforms[key])}, not a list of names")
+    for key in ("inputs", "targets"):
+        check_lists(path, f"forecast.transforms.{key}", transforms[key], ("mean", "std"), NUMBER)
+    for key in ("scale_targets", "input_changes"):
+        if not isinstance(transforms[key], bool):
+            raise bad(path, f"{field}.{key}", f"is {quoted(transforms[key])}, not true or false")
+    if transforms["base"] not in BASES:
+        raise bad(
+            path, f"{field}.base", f"is {quoted(transforms['base'])}, not one of {', '.join(BASES)}"
+        )
+    horizon, season, ar = transforms["horizon"], transforms["season"], transforms["ar"]
+    if not whole(horizon, 1):
+        raise bad(path, f"{field}.horizon", f"is {quoted(horizon)}, not an integer >= 1")
+    if season is not None and not whole(season, 1):
+        raise bad(path, f"{field}.season", f"is {quoted(season)}, not an integer >= 1 or none")
+    outputs = len(transforms["target_columns"])
+    if (
+        sizes.get("output_size") != horizon * outputs
+        or len(transforms["targets"]["mean"]) != outputs
+    ):
+        problem = f"do not fit {outputs} target columns, a horizon of {horizon} and the model"
+        raise bad(path, field, problem)
+    if sizes.get("input_size") != len(transforms["inputs"]["mean"]):
+        raise bad(path, f"{field}.inputs", "does not fit the model's input_size")
+    if not (
+        isinstance(ar, dict)
+        and set(ar) == {"lags", "horizon", "coefficients"}
+        and whole(ar["lags"], 1)
+        and ar["horizon"] == horizon
+        and matrix(ar["coefficients"], 1 + ar["lags"] * outputs, horizon * outputs)
+    ):
+        problem = f"is not a linear AR of the run's {outputs} targets and horizon {horizon}"
+        raise bad(path, f"{field}.ar", problem)
+
+
+def strings(value: Any) -> bool:
+    """Whether ``value`` is a list of strings."""
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+
+
+def matrix(value: Any, rows: int, columns: int) -> bool:
+    """Whether ``value`` is a ``rows`` x ``columns`` list of lists of numbers."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == rows
+        and all(
+            isinstance(row, list | tuple)
+            and len(row) == columns
+            and all(isinstance(item, NUMBER) and not isinstance(item, bool) for item in row)
+            for row in value
+        )
+    )
 
 
 def check_lists(

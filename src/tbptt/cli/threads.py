@@ -11,7 +11,10 @@ default.
 
 from __future__ import annotations
 
+import os
 from contextlib import suppress
+
+from tbptt.errors import TBPTTError
 
 THREADS_HELP = (
     "CPU threads for torch (default: 1, which is fastest for small models and on a "
@@ -31,6 +34,7 @@ def use_threads(threads: int | None) -> int:
     import torch  # here, not at the top: ``tbptt --help`` must not import torch
 
     count = default_threads() if threads is None else threads
+    check_threads(count)
     torch.set_num_threads(count)
     if torch.get_num_interop_threads() != count:
         # torch allows this only before its first parallel work; a second command in
@@ -38,3 +42,14 @@ def use_threads(threads: int | None) -> int:
         with suppress(RuntimeError):
             torch.set_num_interop_threads(count)
     return count
+
+
+def check_threads(threads: int) -> None:
+    """Refuse more threads than this machine has CPUs: they only slow torch down, and
+    a count of millions makes OpenMP abort the process when its first parallel work
+    starts, not a command's input check."""
+    cpus = os.cpu_count() or 1
+    if threads > cpus:
+        raise TBPTTError(
+            f"threads {threads:,} is more than this machine's {cpus} CPUs; give at most {cpus}"
+        )

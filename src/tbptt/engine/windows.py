@@ -133,6 +133,10 @@ class FullBPTT(Stride):
         return "FullBPTT()"
 
 
+LONGEST = float(2**62)
+"""The longest k1 :class:`RandomTruncation` draws."""
+
+
 class RandomTruncation(Stride):
     """A k1 drawn afresh for every window (AWD-LSTM, Merity et al. 2018).
 
@@ -172,7 +176,9 @@ class RandomTruncation(Stride):
         short = float(torch.rand((), generator=self.generator)) >= self.p_mean
         centre = self.mean / 2 if short else self.mean
         noise = float(torch.randn((), generator=self.generator))
-        return max(self.minimum, round(centre + self.std * noise))
+        # a huge std can overflow the draw to +-inf, which no int holds: bound it first
+        # (no window is longer than 2**62 steps anyway)
+        return round(max(self.minimum, min(centre + self.std * noise, LONGEST)))
 
     def expected_stride(self) -> float:
         """The mean drawn k1 (ignoring ``minimum``): ``mean * (p_mean + (1 - p_mean) / 2)``."""

@@ -180,8 +180,8 @@ class TrainConfig:
             raise TBPTTError(
                 f"recompute_segment={segment} needs recompute_activations on and >= 1 steps"
             )
-        if self.k1_std is not None and (self.k1 is None or not self.k1_std >= 0):
-            raise TBPTTError(f"k1_std needs a k1 and must be >= 0, got {self.k1_std}")
+        if self.k1_std is not None and (self.k1 is None or not 0 <= self.k1_std < math.inf):
+            raise TBPTTError(f"k1_std needs a k1 and must be >= 0 and finite, got {self.k1_std}")
         if self.advise_every is not None and (self.k1 is None or self.k1_std is not None):
             raise TBPTTError("advise_every needs a fixed k1 (set k1, drop k1_std)")
         check_tolerance(self.advise_tolerance, "advise_tolerance")
