@@ -249,7 +249,9 @@ def run_data(
 @torch.no_grad()
 def model_outputs(model: nn.Module, inputs: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Run ``model`` over ``inputs: (N, F)`` as one stream from a zero state, the
-    state carried from chunk to chunk: outputs ``(N, H * O)``."""
+    state carried from chunk to chunk: outputs ``(N, H * O)``. The outputs, not a
+    loss: they become forecasts in the data's units, scored per origin and lead beside
+    the baselines, which :func:`tbptt.training.evaluate`'s mean loss over batches is not."""
     model.eval()
     state, pieces = None, []
     for start in range(0, len(inputs), CHUNK):

@@ -135,7 +135,9 @@ def advise(
 
     The arguments come in :class:`tbptt.Runner`'s order, as in every diagnostic; the
     order of earlier releases, ``(model, inputs, targets, loss_fn, ...)``, still works
-    for this release, with a ``DeprecationWarning``.
+    for this release, with a ``DeprecationWarning``. It measures gradients at fixed
+    parameters, not a loss over batches, so it does not call
+    :func:`tbptt.training.evaluate` (which sits above the diagnostics).
 
     Args:
         model: follows the protocol; run in eval mode here (dropout off), then put back.
