@@ -57,7 +57,8 @@ def test_evaluation_is_the_masked_mean_loss_of_one_untruncated_run_of_the_stream
     model = tbptt.models.GRU(8, vocab_size=9).double()
     free = evaluate(model, tbptt.losses.cross_entropy, iter(list(streams.batches(0))))
     trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=10))
-    whole = [torch.cat(fields) for fields in zip(*(b.fields() for b in streams.batches(0)))]
+    batches = [batch.fields() for batch in streams.batches(0)]
+    whole = [torch.cat(field) for field in zip(*batches, strict=True)]
     inputs, targets, resets, mask = whole  # every batch end to end: (T, B), one run
     with torch.no_grad():
         outputs, _ = model(inputs, None, resets=resets)
