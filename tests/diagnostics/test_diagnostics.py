@@ -239,7 +239,9 @@ def test_the_bias_falls_as_k_grows_on_a_long_dependency():
     ks = [2, 4, 8, 16, 32, 64]
     rows, _ = diagnostics.truncation_bias(
         model,
-        losses.cross_entropy, data.inputs, data.targets,
+        losses.cross_entropy,
+        data.inputs,
+        data.targets,
         [(k, k) for k in ks],
         mask=data.mask,
     )
