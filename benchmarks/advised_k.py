@@ -70,9 +70,9 @@ def choose(rule: str, model, sample) -> tuple[int, float]:
     start = time.perf_counter()
     advice = diagnostics.advise(
         model,
+        tbptt.losses.cross_entropy,
         sample.inputs,
         sample.targets,
-        tbptt.losses.cross_entropy,
         [(k, k) for k in CANDIDATES],
         tolerance=TOLERANCE,
         mask=sample.mask,

@@ -23,10 +23,13 @@ LOCK = ".lock"
 """The file in a run directory that :class:`FolderLock` locks."""
 
 
-def file_error(path: str | os.PathLike[str], where: str, problem: str, fix: str) -> TBPTTError:
+def file_error(
+    path: str | os.PathLike[str], problem: str, fix: str, *, where: str = ""
+) -> TBPTTError:
     """The one-line error for bad input in a file: ``path: where: problem; fix``.
 
-    ``where`` is the place in the file ("line 3, column 'price'"), or empty.
+    ``where`` is the place in the file ("line 3, column 'price'"); without it the
+    message is ``path: problem; fix``.
     """
     place = f"{os.fspath(path)}: {where}: " if where else f"{os.fspath(path)}: "
     return TBPTTError(" ".join(f"{place}{problem}; {fix}".splitlines()))
@@ -36,21 +39,21 @@ def nesting_error(path: str | os.PathLike[str]) -> TBPTTError:
     """The error for a document (JSON, TOML, a checkpoint's values) nested deeper than
     Python's recursion limit lets it be read: refused, not a traceback."""
     problem = f"is nested too deeply to read (over {sys.getrecursionlimit()} levels)"
-    return file_error(path, "", problem, "give a file whose values nest a few levels at most")
+    return file_error(path, problem, "give a file whose values nest a few levels at most")
 
 
 def check_file(path: str | os.PathLike[str], kind: str = "file") -> Path:
     """``path`` as a ``Path`` if it names an existing, non-empty file; else an error."""
     path = Path(path)
     if not path.exists():
-        raise file_error(path, "", f"no such {kind}", "check the path")
+        raise file_error(path, f"no such {kind}", "check the path")
     if path.is_dir():
-        raise file_error(path, "", "is a folder, not a file", f"give the path of a {kind}")
+        raise file_error(path, "is a folder, not a file", f"give the path of a {kind}")
     if (special := special_file(path)) is not None:
         problem = f"is not a regular file ({special})"
-        raise file_error(path, "", problem, f"give the path of a {kind} on disk")
+        raise file_error(path, problem, f"give the path of a {kind} on disk")
     if path.stat().st_size == 0:
-        raise file_error(path, "", f"the {kind} is empty", "give a file that holds data")
+        raise file_error(path, f"the {kind} is empty", "give a file that holds data")
     return path
 
 
@@ -101,7 +104,7 @@ def decode_error(path: Path) -> TBPTTError:
                 line_start = seen + last + 1
             seen += len(chunk)
     where = f"line {line}, byte {bad - line_start + 1} (offset {bad})"
-    return file_error(path, where, "the file is not valid UTF-8", UTF8_FIX)
+    return file_error(path, "the file is not valid UTF-8", UTF8_FIX, where=where)
 
 
 @contextmanager
@@ -115,9 +118,9 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise file_error(path, "", "its folder does not exist", "create the folder first")
+        raise file_error(path, "its folder does not exist", "create the folder first")
     if path.is_dir():
-        raise file_error(path, "", "is a folder", "give a file name to write to")
+        raise file_error(path, "is a folder", "give a file name to write to")
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(temporary, "xb") as file:
@@ -177,7 +180,6 @@ class FolderLock:
                 who = f"process {holder}" if holder.isdigit() else "another process"
                 raise file_error(
                     self.path.parent,
-                    "",
                     f"{who} is writing this run (it holds {self.path.name})",
                     "wait for it to finish or stop it, or choose another --run-dir",
                 ) from None

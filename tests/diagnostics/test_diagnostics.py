@@ -73,7 +73,7 @@ def test_linear_rnn_gradient_norm_decays_as_the_spectral_radius_to_the_lag(radiu
     model = LinearRNN(radius * orthogonal(6, seed=1), inputs=2, outputs=3)
     inputs = torch.randn(30, 4, 2, dtype=torch.float64)
     targets = torch.randn(30, 4, 3, dtype=torch.float64)
-    flow = diagnostics.gradient_flow(model, inputs, targets, losses.mse, ends=[20, 24, 29])
+    flow = diagnostics.gradient_flow(model, losses.mse, inputs, targets, ends=[20, 24, 29])
     every_pair = flow.state_count == 3 * 4  # lags that every (end, stream) pair reaches
     assert every_pair[:20].all()
     lags = torch.arange(len(flow.state_norm), dtype=torch.float64)
@@ -166,7 +166,7 @@ def test_flow_matches_a_per_lag_autograd_unroll(kind):
     mask[8, 0] = False
     ends = [5, 8]
     flow = diagnostics.gradient_flow(
-        model, inputs, targets, losses.mse, resets=resets, mask=mask, ends=ends
+        model, losses.mse, inputs, targets, resets=resets, mask=mask, ends=ends
     )
     cumulative, norms = naive_flow(model, inputs, targets, losses.mse, ends, resets, mask)
     torch.testing.assert_close(flow.gradient, cumulative[-1], rtol=1e-9, atol=1e-12)
@@ -200,7 +200,7 @@ def lstm_and_data(steps=12, batch=3):
 def test_truncated_gradient_is_the_count_weighted_sum_of_window_gradients(k1, k2):
     model, inputs, targets, resets, mask = lstm_and_data()
     got = diagnostics.truncated_gradient(
-        model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
+        model, losses.mse, inputs, targets, k1, k2, resets=resets, mask=mask
     )
     windows = naive.window_gradients(
         model, inputs, targets, losses.mse, k1, k2, resets=resets, mask=mask
@@ -219,7 +219,7 @@ def test_truncated_gradient_is_the_count_weighted_sum_of_window_gradients(k1, k2
 def test_the_bias_at_k_equal_to_the_sequence_length_is_zero():
     model, inputs, targets, resets, mask = lstm_and_data()
     rows, full = diagnostics.truncation_bias(
-        model, inputs, targets, losses.mse, [(12, 12), (3, 12), (4, 4)], resets=resets, mask=mask
+        model, losses.mse, inputs, targets, [(12, 12), (3, 12), (4, 4)], resets=resets, mask=mask
     )
     for row in rows[:1]:
         assert row.cosine == pytest.approx(1.0, abs=1e-12)
@@ -239,9 +239,9 @@ def test_the_bias_falls_as_k_grows_on_a_long_dependency():
     ks = [2, 4, 8, 16, 32, 64]
     rows, _ = diagnostics.truncation_bias(
         model,
+        losses.cross_entropy,
         data.inputs,
         data.targets,
-        losses.cross_entropy,
         [(k, k) for k in ks],
         mask=data.mask,
     )
@@ -263,7 +263,7 @@ def test_the_advisor_picks_the_delay_of_the_copy_task():
     steps = data.inputs.shape[0]
     truncations = [(1, k2) for k2 in range(1, steps + 1)]
     advice = diagnostics.advise(
-        model, data.inputs, data.targets, losses.cross_entropy, truncations, mask=mask
+        model, losses.cross_entropy, data.inputs, data.targets, truncations, mask=mask
     )
     assert advice.recommended is not None
     assert advice.recommended.k2 - 1 == lag  # every loss step then sees `lag` steps back
@@ -277,9 +277,9 @@ def test_the_advisor_picks_the_delay_of_the_copy_task():
 def test_the_checkpointed_reference_is_the_full_gradient():
     model, inputs, targets, resets, mask = lstm_and_data()
     options = {"resets": resets, "mask": mask}
-    _, plain = diagnostics.truncation_bias(model, inputs, targets, losses.mse, [], **options)
+    _, plain = diagnostics.truncation_bias(model, losses.mse, inputs, targets, [], **options)
     _, saved = diagnostics.truncation_bias(
-        model, inputs, targets, losses.mse, [], recompute=3, **options
+        model, losses.mse, inputs, targets, [], recompute=3, **options
     )
     torch.testing.assert_close(saved.gradient, plain.gradient, rtol=1e-10, atol=1e-13)
 
@@ -287,8 +287,8 @@ def test_the_checkpointed_reference_is_the_full_gradient():
 def test_max_lag_follows_the_same_gradients_over_fewer_steps():
     model, inputs, targets, resets, mask = lstm_and_data(steps=20)
     options = {"resets": resets, "mask": mask, "ends": [14, 19]}
-    whole = diagnostics.gradient_flow(model, inputs, targets, losses.mse, **options)
-    near = diagnostics.gradient_flow(model, inputs, targets, losses.mse, max_lag=5, **options)
+    whole = diagnostics.gradient_flow(model, losses.mse, inputs, targets, **options)
+    near = diagnostics.gradient_flow(model, losses.mse, inputs, targets, max_lag=5, **options)
     assert len(near.state_norm) == 20 - (14 - 5)
     torch.testing.assert_close(near.state_norm[:6], whole.state_norm[:6], rtol=1e-10, atol=0)
     torch.testing.assert_close(near.state_count[:6], whole.state_count[:6])
@@ -297,17 +297,17 @@ def test_max_lag_follows_the_same_gradients_over_fewer_steps():
 def test_bad_tolerance_is_refused():
     model, inputs, targets, _, _ = lstm_and_data()
     with pytest.raises(diagnostics.advice.TBPTTError, match="tolerance"):
-        diagnostics.advise(model, inputs, targets, losses.mse, tolerance=1.5)
+        diagnostics.advise(model, losses.mse, inputs, targets, tolerance=1.5)
 
 
 def test_choose_k2_takes_the_shortest_k2_whose_history_reaches_the_delay():
     model, data = recall_task(delay=6, steps=64)
     options = {"mask": data.mask}
-    k2 = diagnostics.choose_k2(model, data.inputs, data.targets, losses.cross_entropy, 2, **options)
+    k2 = diagnostics.choose_k2(model, losses.cross_entropy, data.inputs, data.targets, 2, **options)
     assert k2 == 8  # TBPTT(2, 8): every loss step sees 6 or 7 steps back; (2, 4) sees 2 or 3
     short = data.inputs[:8], data.targets[:8]
     mask = data.mask[:8]
-    assert diagnostics.choose_k2(model, *short, losses.cross_entropy, 2, mask=mask) == 4  # none
+    assert diagnostics.choose_k2(model, losses.cross_entropy, *short, 2, mask=mask) == 4  # none
 
 
 def test_the_trainer_rechooses_k2_and_trains_with_it():
@@ -354,7 +354,7 @@ def flat_unroll(model, *args, **kwargs):
 def test_the_gradient_from_a_given_state_starts_from_it():
     model, inputs, targets, _, _ = lstm_and_data()
     state = tuple(torch.randn(3, 2, 4, dtype=torch.float64) for _ in range(2))
-    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, None, state=state)
+    got = diagnostics.truncated_gradient(model, losses.mse, inputs, targets, None, state=state)
     expected = flat_unroll(model, inputs, targets, losses.mse, state=state)
     torch.testing.assert_close(got.gradient, expected, rtol=1e-9, atol=1e-12)
 
@@ -363,7 +363,7 @@ def test_one_valid_element_gives_its_own_gradient():
     model, inputs, targets, _, _ = lstm_and_data()
     mask = torch.zeros(12, 3, dtype=torch.bool)
     mask[7, 1] = True
-    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, None, mask=mask)
+    got = diagnostics.truncated_gradient(model, losses.mse, inputs, targets, None, mask=mask)
     expected = flat_unroll(model, inputs, targets, losses.mse, mask=mask)
     torch.testing.assert_close(got.gradient, expected, rtol=1e-9, atol=1e-12)
 
@@ -371,14 +371,14 @@ def test_one_valid_element_gives_its_own_gradient():
 def test_a_parameter_the_loss_does_not_use_gets_a_zero_gradient():
     model, inputs, targets, _, _ = lstm_and_data()
     model.unused = nn.Parameter(torch.ones(5, dtype=torch.float64))
-    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, 3)
+    got = diagnostics.truncated_gradient(model, losses.mse, inputs, targets, 3)
     assert next(model.named_parameters())[0] == "unused"  # first in parameter order
     assert torch.equal(got.gradient[:5], torch.zeros(5, dtype=torch.float64))
 
 
 def test_activations_are_recomputed_only_when_asked():
     model, inputs, targets, _, _ = lstm_and_data()
-    args = (model, inputs, targets, losses.mse)
+    args = (model, losses.mse, inputs, targets)
     default = diagnostics.truncated_gradient(*args, None).activation_bytes
     plain = diagnostics.truncated_gradient(*args, None, recompute=False).activation_bytes
     checkpointed = diagnostics.truncated_gradient(*args, None, recompute=3).activation_bytes
@@ -390,6 +390,26 @@ def test_activations_are_recomputed_only_when_asked():
 def test_the_time_is_that_of_the_call_and_there_is_no_device_peak_on_the_cpu():
     model, inputs, targets, _, _ = lstm_and_data()
     start = time.perf_counter()
-    got = diagnostics.truncated_gradient(model, inputs, targets, losses.mse, 4)
+    got = diagnostics.truncated_gradient(model, losses.mse, inputs, targets, 4)
     assert 0 < got.seconds <= time.perf_counter() - start
     assert got.device_peak_bytes is None
+
+
+OLD_ORDER = {  # each diagnostic: its arguments after the chunk, and what it measured
+    "gradient_flow": ((), lambda flow: flow.gradient),
+    "truncated_gradient": ((3, 6), lambda truncated: truncated.gradient),
+    "truncation_bias": (([(3, 6)],), lambda result: result[1].gradient),
+    "advise": (([(3, 6)],), lambda advice: advice.full.gradient),
+    "choose_k2": ((3,), torch.tensor),
+}
+
+
+@pytest.mark.parametrize("name", OLD_ORDER)
+def test_the_old_argument_order_of_a_diagnostic_still_works_with_a_warning(name):
+    model, inputs, targets, resets, mask = lstm_and_data()
+    function, (after, measured) = getattr(diagnostics, name), OLD_ORDER[name]
+    options = {"resets": resets, "mask": mask}
+    with pytest.warns(DeprecationWarning, match=f"{name}.*the Runner's order"):
+        old = function(model, inputs, targets, losses.mse, *after, **options)
+    new = function(model, losses.mse, inputs, targets, *after, **options)
+    torch.testing.assert_close(measured(old), measured(new), rtol=0, atol=0)

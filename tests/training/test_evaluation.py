@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -49,14 +51,24 @@ def test_evaluation_in_slices_equals_evaluation_in_one_piece(monkeypatch):
         assert sliced[name] == pytest.approx(whole[name], rel=1e-12), name
 
 
-def test_the_trainer_evaluates_with_the_free_function():
+def test_evaluation_is_the_masked_mean_loss_of_one_untruncated_run_of_the_streams():
     streams = language_streams()
     torch.manual_seed(0)
-    model = tbptt.models.GRU(8, vocab_size=9)
+    model = tbptt.models.GRU(8, vocab_size=9).double()
     free = evaluate(model, tbptt.losses.cross_entropy, iter(list(streams.batches(0))))
     trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=10))
-    assert trainer.evaluate(streams) == free
+    batches = [batch.fields() for batch in streams.batches(0)]
+    whole = [torch.cat(field) for field in zip(*batches, strict=True)]
+    inputs, targets, resets, mask = whole  # every batch end to end: (T, B), one run
+    with torch.no_grad():
+        outputs, _ = model(inputs, None, resets=resets)
+        losses = tbptt.losses.cross_entropy(outputs, targets)
+    expected = float(losses[mask].mean())
     assert set(free) == {"loss", "perplexity", "bits_per_token"}
+    for metrics in (free, trainer.evaluate(streams)):
+        assert metrics["loss"] == pytest.approx(expected, rel=1e-10)
+        assert metrics["perplexity"] == pytest.approx(math.exp(expected), rel=1e-10)
+        assert metrics["bits_per_token"] == pytest.approx(expected / math.log(2), rel=1e-10)
 
 
 def test_an_unknown_metric_is_refused():

@@ -104,9 +104,9 @@ def main(args: argparse.Namespace) -> int:
     with progress_bar(len(truncations) + 2, "gradient", desc="advise") as bar:
         advice = diagnostics.advise(
             model,
+            loss_fn,
             batch.inputs,
             batch.targets,
-            loss_fn,
             truncations,
             tolerance=args.tolerance,
             resets=batch.resets,

@@ -132,18 +132,17 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     if not run_dir.exists() or (run_dir.is_dir() and only_leftovers(run_dir)):
         return
     if not run_dir.is_dir():
-        raise file_error(run_dir, "", "is a file, not a run directory", "choose another --run-dir")
+        raise file_error(run_dir, "is a file, not a run directory", "choose another --run-dir")
     if not overwrite:
         raise file_error(
             run_dir,
-            "",
             "the run directory exists",
             f"pass --overwrite to replace it, --resume {run_dir} to continue it, "
             "or choose another --run-dir",
         )
     if not (run_dir / "config.json").exists():
         problem = "holds files but no config.json, so it is not a run to overwrite"
-        raise file_error(run_dir, "", problem, "choose another --run-dir")
+        raise file_error(run_dir, problem, "choose another --run-dir")
 
 
 def check_precision(train_config: TrainConfig) -> None:
@@ -347,7 +346,7 @@ def resume(run_dir: str, options: dict[str, dict[str, Any]], output: Output) -> 
             f"cannot change (only {allowed} can); start a new run to change them"
         )
     if not Path(run_dir).is_dir():
-        raise file_error(run_dir, "", "is not a run directory", "give the --run-dir of a run")
+        raise file_error(run_dir, "is not a run directory", "give the --run-dir of a run")
     with distributed.launched():
         try:
             return resume_from(run_dir, options, output)
@@ -362,7 +361,7 @@ def resume_from(run_dir: str, options: dict[str, dict[str, Any]], output: Output
     path = Path(run_dir) / "checkpoints" / "latest.pt"
     if not path.exists():
         problem = "holds no checkpoints/latest.pt to resume from"
-        raise file_error(run_dir, "", problem, "give the --run-dir of a run that saved one")
+        raise file_error(run_dir, problem, "give the --run-dir of a run that saved one")
     state, saved, config = open_checkpoint(path)
     config = replace(
         config,
@@ -475,7 +474,7 @@ def write_error(error: OSError, run_dir: Path) -> TBPTTError:
         fix += f", then continue from the last complete checkpoint: tbptt train --resume {run_dir}"
     else:
         fix += ", then start the run again"
-    return file_error(run_dir, "", problem, fix)
+    return file_error(run_dir, problem, fix)
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -486,7 +485,7 @@ def checkpoint_file(path: str | Path) -> Path:
         best, latest = path / "checkpoints" / "best.pt", path / "checkpoints" / "latest.pt"
         if not (best.exists() or latest.exists()):
             problem = "is a folder but not a run directory (no checkpoints/best.pt or latest.pt)"
-            raise file_error(path, "", problem, "give a run directory or a checkpoint file")
+            raise file_error(path, problem, "give a run directory or a checkpoint file")
         path = best if best.exists() else latest
     return path
 
@@ -503,7 +502,7 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], Saved, RunConfig]
         and isinstance(state.get("model"), dict)
     ):
         problem = "holds no run config (it was not written by tbptt train)"
-        raise file_error(path, "", problem, "give a checkpoint from a run's checkpoints/")
+        raise file_error(path, problem, "give a checkpoint from a run's checkpoints/")
     check_saved(path, state)
     return state, saved, from_dict(saved["config"], f"{path}: its config")
 
@@ -520,7 +519,7 @@ def load_model(
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as error:
         raise file_error(
-            path, "", f"its weights do not fit its config ({str(error)[:80]})", "retrain it"
+            path, f"its weights do not fit its config ({str(error)[:80]})", "retrain it"
         ) from None
     return model.to(device).eval(), saved, config
 
@@ -573,7 +572,7 @@ def evaluation_data(
         ids = vocabulary.encode(read_text(file))
         unknown = count_unknown(ids, settings.strict_vocabulary, file)
     if len(ids) < 2:
-        raise file_error(file, "", "holds fewer than 2 tokens", "give a longer file")
+        raise file_error(file, "holds fewer than 2 tokens", "give a longer file")
     return evaluation_streams(ids[:-1], ids[1:], data.batch_size), None, unknown
 
 

@@ -36,6 +36,7 @@ from tbptt.data.streams import Batch
 from tbptt.devices import device_of, machine
 from tbptt.engine.memory import SavedTensors
 from tbptt.errors import TBPTTError
+from tbptt.figures import pyplot, save_figure
 from tbptt.files import atomic_write
 from tbptt.training.config import check_seed
 
@@ -149,11 +150,7 @@ def table(results: list[Result], delay: int) -> str:
 
 def plot(results: list[Result], delay: int, symbols: int, path: Path) -> None:
     """Accuracy, time and activation memory against k2, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for result in results:
         overlap = result.k1 < result.k2
@@ -179,10 +176,7 @@ def plot(results: list[Result], delay: int, symbols: int, path: Path) -> None:
     time_axis.set_ylabel("training time (s)")
     right.legend(loc="upper left")
     time_axis.legend(loc="lower right")
-    figure.tight_layout()
-    with atomic_write(path) as file:
-        figure.savefig(file, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(args: argparse.Namespace) -> int:

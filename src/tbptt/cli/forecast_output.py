@@ -14,6 +14,7 @@ import numpy as np
 
 from tbptt.data import Series
 from tbptt.errors import TBPTTError
+from tbptt.figures import pyplot, save_figure
 from tbptt.files import atomic_write
 from tbptt.forecast import Transforms
 
@@ -61,11 +62,7 @@ def plot_forecast(
 ) -> None:
     """Truth against the forecasts at ``leads``, each drawn at the step it forecasts,
     one panel per target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     count = len(transforms.target_columns)
     figure, axes = plt.subplots(count, 1, figsize=(10, 3 * count), squeeze=False)
     span = np.arange(origins[0], min(origins[-1] + transforms.horizon + 1, len(series)))
@@ -76,9 +73,7 @@ def plot_forecast(
         axis.set_ylabel(name)
         axis.legend(loc="upper left", fontsize=8)
     axes[-1, 0].set_xlabel("step" if series.times is None else "step (row of the series)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def check_leads(leads: list[int] | None, horizon: int) -> list[int]:

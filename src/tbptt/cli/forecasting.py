@@ -106,11 +106,11 @@ def read_series(
     if not data.calendar:
         return series
     if series.times is None:
-        raise file_error(path, "", "has no time column for --calendar", "name --time-column")
+        raise file_error(path, "has no time column for --calendar", "name --time-column")
     try:
         features, names = calendar_features(series.times, data.calendar)
     except TBPTTError as error:
-        raise file_error(path, "", str(error).split(";")[0], "see --calendar in --help") from None
+        raise file_error(path, str(error).split(";")[0], "see --calendar in --help") from None
     return Series(
         np.concatenate([series.inputs, features], axis=1),
         series.targets,
@@ -249,7 +249,9 @@ def run_data(
 @torch.no_grad()
 def model_outputs(model: nn.Module, inputs: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Run ``model`` over ``inputs: (N, F)`` as one stream from a zero state, the
-    state carried from chunk to chunk: outputs ``(N, H * O)``."""
+    state carried from chunk to chunk: outputs ``(N, H * O)``. The outputs, not a
+    loss: they become forecasts in the data's units, scored per origin and lead beside
+    the baselines, which :func:`tbptt.training.evaluate`'s mean loss over batches is not."""
     model.eval()
     state, pieces = None, []
     for start in range(0, len(inputs), CHUNK):
@@ -351,7 +353,6 @@ def scored_origins(
     if len(origins) == 0:
         raise file_error(
             file,
-            "",
             f"has {len(series)} steps: after {first} of warm-up and history and a "
             f"horizon of {horizon} no forecast is left",
             "give a longer file or a smaller --warmup",

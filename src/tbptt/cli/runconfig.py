@@ -572,11 +572,11 @@ def read_config_file(path: str) -> dict[str, dict[str, Any]]:
             document = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         problem = f"not valid {checked_path.suffix.lstrip('.').upper() or 'TOML'} ({error})"
-        raise file_error(checked_path, "", problem, "fix the syntax there") from None
+        raise file_error(checked_path, problem, "fix the syntax there") from None
     except RecursionError:
         raise nesting_error(checked_path) from None
     if not isinstance(document, dict):
-        raise file_error(checked_path, "", "is not a table of settings", "see tbptt train --help")
+        raise file_error(checked_path, "is not a table of settings", "see tbptt train --help")
     return check_document(document, str(path))
 
 

@@ -188,7 +188,7 @@ def read_tokens(
     if lowest < 0 or highest >= size:
         bad = lowest if lowest < 0 else highest
         problem = f"holds id {bad}, outside the vocabulary's {size} ids"
-        raise file_error(path, "", problem, "give the vocabulary (and dtype) it was written with")
+        raise file_error(path, problem, "give the vocabulary (and dtype) it was written with")
     return ids, vocabulary, size
 
 

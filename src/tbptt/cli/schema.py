@@ -181,7 +181,7 @@ def whole(value: Any, minimum: int) -> bool:
 
 def bad(path: str | os.PathLike[str], field: str, problem: str) -> TBPTTError:
     """The error for a checkpoint whose ``field`` breaks the schema."""
-    return file_error(path, field, problem, FIX)
+    return file_error(path, problem, FIX, where=field)
 
 
 def check_recorded_files(checkpoint: Path, config: RunConfig) -> None:
@@ -206,7 +206,6 @@ def check_recorded_files(checkpoint: Path, config: RunConfig) -> None:
     files = ", ".join(quoted(value) for value in named.values())
     raise file_error(
         checkpoint,
-        "",
         f"names data files ({files}) that no run directory around it confirms (its "
         "config.json names others, or there is none), and tbptt reads no file only a "
         "checkpoint names",

@@ -218,9 +218,9 @@ def csv_error(path: str | os.PathLike[str], line: int, error: csv.Error) -> TBPT
         limit = csv.field_size_limit()
         problem = f"a cell is longer than {limit:,} characters, the most a CSV cell may have"
         fix = "give a file of numbers (a quote left open also runs a cell on to the end)"
-        return file_error(path, f"line {line}", problem, fix)
+        return file_error(path, problem, fix, where=f"line {line}")
     fix = "fix the quoting there (a quote inside a cell is written twice)"
-    return file_error(path, f"line {line}", f"malformed CSV ({error})", fix)
+    return file_error(path, f"malformed CSV ({error})", fix, where=f"line {line}")
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def parse_csv(path: os.PathLike[str], reader: Any, columns: Columns) -> Series:
         skipped = {*columns.exclude, *([] if time is None else [header[time]])}
         input_columns = [i for i, name in enumerate(header) if name not in skipped]
         if not input_columns:
-            raise file_error(path, "", "has no column left for inputs", "exclude fewer columns")
+            raise file_error(path, "has no column left for inputs", "exclude fewer columns")
     else:
         input_columns = pick_columns(path, header, columns.inputs, "inputs")
     if columns.targets is None:
@@ -253,7 +253,7 @@ def parse_csv(path: os.PathLike[str], reader: Any, columns: Columns) -> Series:
         target_columns = pick_columns(path, header, columns.targets, "targets")
     if time is not None and time in {*input_columns, *target_columns}:
         problem = f"{quoted(header[time])} is the time column, so it cannot be an input or target"
-        raise file_error(path, "the header", problem, "leave it out of inputs and targets")
+        raise file_error(path, problem, "leave it out of inputs and targets", where="the header")
     used = sorted(set(input_columns) | set(target_columns))
     table, times = read_rows(path, rows, reader, header, used, time)
     position = {column: i for i, column in enumerate(used)}
@@ -282,18 +282,20 @@ def read_header(path: os.PathLike[str], reader: Any) -> list[str]:
     """The column names on the first non-blank line, stripped, checked unique."""
     header = next((row for row in reader if row), None)
     if header is None:
-        raise file_error(path, "", "holds only blank lines", "give a header row and data rows")
+        raise file_error(path, "holds only blank lines", "give a header row and data rows")
     names = [name.strip() for name in header]
     where = f"line {reader.line_num} (the header)"
     for index, name in enumerate(names):
         if not name:
             problem = f"column {index + 1} has no name"
-            raise file_error(path, where, problem, "name every column in the header")
+            raise file_error(path, problem, "name every column in the header", where=where)
         if name in names[:index]:
-            raise file_error(path, where, f"two columns are named {quoted(name)}", "rename one")
+            raise file_error(
+                path, f"two columns are named {quoted(name)}", "rename one", where=where
+            )
     if all(parse_number(name) is not None for name in names):
         problem = "the first line holds numbers, not column names"
-        raise file_error(path, where, problem, "add a header row naming the columns")
+        raise file_error(path, problem, "add a header row naming the columns", where=where)
     return names
 
 
@@ -307,16 +309,16 @@ def pick_columns(
         names = [names]
     where = "the header"
     if len(names) == 0:
-        raise file_error(path, "", f"{role}=[] chooses no column", "name at least one column")
+        raise file_error(path, f"{role}=[] chooses no column", "name at least one column")
     for name in names:
         if name not in header:
             close = difflib.get_close_matches(name, header, n=1)
             hint = f"did you mean {quoted(close[0])}? " if close else ""
             problem = f"no column {quoted(name)} (in {role})"
             fix = f"{hint}the columns are {', '.join(map(repr, header))}"
-            raise file_error(path, where, problem, fix)
+            raise file_error(path, problem, fix, where=where)
     if len(set(names)) != len(names):
-        raise file_error(path, "", f"{role} names a column twice", "name each column once")
+        raise file_error(path, f"{role} names a column twice", "name each column once")
     return [header.index(name) for name in names]
 
 
@@ -337,24 +339,24 @@ def read_rows(
         if len(row) != len(header):
             problem = f"{len(row)} cells, but the header has {len(header)} columns"
             fix = "give every row one cell per column (an empty cell is still a cell)"
-            raise file_error(path, f"line {reader.line_num}", problem, fix)
+            raise file_error(path, problem, fix, where=f"line {reader.line_num}")
         if time is not None:
             stamp = row[time].strip()
             if parse_time(stamp) is None and parse_number(stamp) is None:
                 where = f"line {reader.line_num}, column {quoted(header[time])} (the time column)"
                 problem = f"{quoted(stamp)} is not a date, time or number"
                 fix = "write ISO 8601 (2020-01-31 or 2020-01-31T13:00), or name --time-column"
-                raise file_error(path, where, problem, fix)
+                raise file_error(path, problem, fix, where=where)
             times.append(stamp)
         for column in used:
             cell = row[column].strip()
             number = parse_number(cell)
             if number is None:
                 where = f"line {reader.line_num}, column {quoted(header[column])}"
-                raise file_error(path, where, *cell_problem(cell))
+                raise file_error(path, *cell_problem(cell), where=where)
             values.append(number)
     if not values:
-        raise file_error(path, "", "has a header but no data rows", "add data rows")
+        raise file_error(path, "has a header but no data rows", "add data rows")
     table = np.frombuffer(values, dtype=np.float64).reshape(-1, len(used)).astype(np.float32)
     return table, None if time is None else tuple(times)
 

@@ -68,7 +68,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     except UnicodeDecodeError:
         raise decode_error(path) from None
     if not text:
-        raise file_error(path, "", "holds only a byte-order mark", "give a file with text")
+        raise file_error(path, "holds only a byte-order mark", "give a file with text")
     return text
 
 
@@ -202,22 +202,26 @@ class Vocabulary:
             raise decode_error(path) from None
         except json.JSONDecodeError as error:
             where = f"line {error.lineno}, column {error.colno}"
-            raise file_error(path, where, f"not valid JSON ({error.msg})", fix) from None
+            raise file_error(path, f"not valid JSON ({error.msg})", fix, where=where) from None
         except RecursionError:
             raise nesting_error(path) from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise file_error(path, "", f"not a vocabulary (no format {FORMAT!r})", fix)
+            raise file_error(path, f"not a vocabulary (no format {FORMAT!r})", fix)
         if document.get("version") != VERSION:
             version = document.get("version")
-            raise file_error(path, "key 'version'", f"version {quoted(version)} is unknown", fix)
+            raise file_error(
+                path, f"version {quoted(version)} is unknown", fix, where="key 'version'"
+            )
         level = document.get("level")
         if level not in LEVELS:
-            raise file_error(path, "key 'level'", f"{quoted(level)} is not 'char' or 'word'", fix)
+            raise file_error(
+                path, f"{quoted(level)} is not 'char' or 'word'", fix, where="key 'level'"
+            )
         tokens = document.get("tokens")
         if not isinstance(tokens, list):
-            raise file_error(path, "key 'tokens'", "missing or not a list", fix)
+            raise file_error(path, "missing or not a list", fix, where="key 'tokens'")
         if (problem := token_problem(tokens, level)) is not None:
-            raise file_error(path, "key 'tokens'", problem, fix)
+            raise file_error(path, problem, fix, where="key 'tokens'")
         return cls(tuple(tokens), level)
 
 

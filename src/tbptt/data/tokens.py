@@ -103,7 +103,7 @@ def build_vocabulary(
     for piece in read_chunks(path, level, chunk_chars):
         counts.update(tokenize(piece, level))
     if not counts:
-        raise file_error(path, "", "holds no tokens (only whitespace)", "give a file with text")
+        raise file_error(path, "holds no tokens (only whitespace)", "give a file with text")
     return Vocabulary.from_counts(counts, level, min_count)
 
 
@@ -127,13 +127,13 @@ def write_tokens(
     try:
         chosen = token_dtype(vocabulary.size, dtype)
     except TBPTTError as error:
-        raise file_error(out_path, "", str(error), "nothing was written") from None
+        raise file_error(out_path, str(error), "nothing was written") from None
     if out_path.suffix == ".npy":
         fix = "name it .bin (raw ids; open_tokens reads it with the same dtype)"
-        raise file_error(out_path, "", "write_tokens writes raw binary, not .npy", fix)
+        raise file_error(out_path, "write_tokens writes raw binary, not .npy", fix)
     text_path = check_file(text_path, "text file")
     if out_path.exists() and out_path.resolve() == text_path.resolve():
-        raise file_error(out_path, "", "is the text file itself", "write to another path")
+        raise file_error(out_path, "is the text file itself", "write to another path")
     count = 0
     with atomic_write(out_path) as out:
         for piece in read_chunks(text_path, vocabulary.level, chunk_chars):
@@ -141,7 +141,7 @@ def write_tokens(
             out.write(ids.tobytes())
             count += ids.size
         if count == 0:
-            raise file_error(text_path, "", "holds no tokens (only whitespace)", "give text")
+            raise file_error(text_path, "holds no tokens (only whitespace)", "give text")
     return count
 
 
@@ -159,12 +159,11 @@ def open_tokens(path: str | os.PathLike[str], dtype: str | np.dtype | None = Non
     try:
         chosen = token_dtype(1, "uint16" if dtype is None else dtype)
     except TBPTTError as error:
-        raise file_error(path, "", str(error), "pass the dtype it was written with") from None
+        raise file_error(path, str(error), "pass the dtype it was written with") from None
     size = path.stat().st_size
     if size % chosen.itemsize:
         raise file_error(
             path,
-            "",
             f"its {size} bytes are not a whole number of {chosen.name} ids "
             f"({chosen.itemsize} bytes each): truncated, or written with another dtype",
             "pass the dtype it was written with (dtype=...)",
@@ -177,22 +176,22 @@ def open_npy(path: Path, dtype: str | np.dtype | None) -> np.memmap:
     fix = "save the ids with np.save(path, ids) where ids is a 1-D integer array"
     with open(path, "rb") as file:
         if file.read(len(NPY_MAGIC)) != NPY_MAGIC:
-            raise file_error(path, "", "not a NumPy .npy file (no .npy header)", fix)
+            raise file_error(path, "not a NumPy .npy file (no .npy header)", fix)
     try:
         ids = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         problem = f"cannot be memory-mapped ({error})"
-        raise file_error(path, "", problem, fix) from None
+        raise file_error(path, problem, fix) from None
     if not isinstance(ids, np.memmap) or ids.ndim != 1:
         shape = tuple(getattr(ids, "shape", ()))
-        raise file_error(path, "", f"holds an array of shape {shape}, not 1-D", fix)
+        raise file_error(path, f"holds an array of shape {shape}, not 1-D", fix)
     if ids.dtype.kind not in "iu":
-        raise file_error(path, "", f"holds {ids.dtype} values, not integer ids", fix)
+        raise file_error(path, f"holds {ids.dtype} values, not integer ids", fix)
     if ids.size == 0:
-        raise file_error(path, "", "holds no ids (an empty array)", fix)
+        raise file_error(path, "holds no ids (an empty array)", fix)
     if dtype is not None and token_dtype(1, dtype) != ids.dtype:
         problem = f"holds {ids.dtype} ids but dtype={quoted(dtype)} was given"
-        raise file_error(path, "", problem, "leave dtype out for .npy files")
+        raise file_error(path, problem, "leave dtype out for .npy files")
     return ids
 
 

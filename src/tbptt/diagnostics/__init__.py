@@ -6,6 +6,10 @@
   gradient against full BPTT on the same data and parameters, with time and memory;
 - :func:`advise`: both on a sample, and the smallest k within a tolerance
   (``tbptt advise`` on the command line). How to read them: ``docs/diagnostics.md``.
+
+Each takes its arguments in :class:`tbptt.Runner`'s order, ``(model, loss_fn,
+inputs, targets, ...)``; the order of earlier releases, with the loss function after
+the targets, still works for this release, with a ``DeprecationWarning``.
 """
 
 from tbptt.diagnostics.advice import (

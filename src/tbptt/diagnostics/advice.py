@@ -30,6 +30,7 @@ from tbptt.diagnostics.bias import Bias, Truncated, truncation_bias
 from tbptt.diagnostics.flow import GradientFlow, gradient_flow
 from tbptt.engine import LossFn
 from tbptt.engine.recompute import renamed
+from tbptt.engine.runner import runner_order
 from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
 
@@ -115,9 +116,9 @@ def check_tolerance(tolerance: float, name: str = "tolerance") -> float:
 
 def advise(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
     truncations: list[tuple[int, int]] | None = None,
     *,
     tolerance: float = 0.95,
@@ -132,11 +133,17 @@ def advise(
 ) -> Advice:
     """Measure gradient flow and truncation bias on one sample and recommend k.
 
+    The arguments come in :class:`tbptt.Runner`'s order, as in every diagnostic; the
+    order of earlier releases, ``(model, inputs, targets, loss_fn, ...)``, still works
+    for this release, with a ``DeprecationWarning``. It measures gradients at fixed
+    parameters, not a loss over batches, so it does not call
+    :func:`tbptt.training.evaluate` (which sits above the diagnostics).
+
     Args:
         model: follows the protocol; run in eval mode here (dropout off), then put back.
+        loss_fn: per-element losses ``(T, B)``.
         inputs: ``(T, B, ...)``, targets ``(T, B, ...)``, resets and mask ``(T, B)``:
             a sample of the data, T long enough to hold the dependencies of interest.
-        loss_fn: per-element losses ``(T, B)``.
         truncations: candidate ``(k1, k2)`` pairs (default :func:`default_truncations`).
         tolerance: the cosine to the full gradient a truncation must reach.
         num_ends, max_lag: loss steps followed back for the gradient flow, and how
@@ -146,6 +153,7 @@ def advise(
         progress: called after each measurement: the gradient flow, the full
             gradient, then each truncation's (``len(truncations) + 2`` calls).
     """
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "advise")
     check_tolerance(tolerance)
     steps = inputs.shape[0]
     candidates = default_truncations(steps) if truncations is None else list(truncations)
@@ -154,15 +162,15 @@ def advise(
     try:
         options = {"state": state, "resets": resets, "mask": mask}
         flow = gradient_flow(
-            model, inputs, targets, loss_fn, num_ends=num_ends, max_lag=max_lag, **options
+            model, loss_fn, inputs, targets, num_ends=num_ends, max_lag=max_lag, **options
         )
         if progress is not None:
             progress()
         rows, full = truncation_bias(
             model,
+            loss_fn,
             inputs,
             targets,
-            loss_fn,
             candidates,
             recompute=renamed(recompute, checkpoint, "advise"),
             progress=progress,
@@ -175,9 +183,9 @@ def advise(
 
 def choose_k2(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
     k1: int,
     *,
     tolerance: float = 0.95,
@@ -189,6 +197,7 @@ def choose_k2(
     ``inputs: (T, B, ...)``, or the longest of them if none does: the trainer's
     ``advise_every`` rechooses k2 this way as the model learns. Dropout is off while
     it measures, so the random generators are untouched."""
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "choose_k2")
     check_tolerance(tolerance)
     steps = inputs.shape[0]
     candidates = [k1 << i for i in range(steps.bit_length()) if k1 << i < steps] or [k1]
@@ -196,7 +205,7 @@ def choose_k2(
     model.eval()
     try:
         pairs = [(k1, k2) for k2 in candidates]
-        rows, _ = truncation_bias(model, inputs, targets, loss_fn, pairs, resets=resets, mask=mask)
+        rows, _ = truncation_bias(model, loss_fn, inputs, targets, pairs, resets=resets, mask=mask)
     finally:
         model.train(training)
     return next((row.k2 for row in rows if row.cosine >= tolerance), candidates[-1])

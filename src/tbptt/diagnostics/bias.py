@@ -26,6 +26,7 @@ from tbptt.diagnostics.flow import cosine, flat, trainable
 from tbptt.engine import LossFn, Runner
 from tbptt.engine.memory import SavedTensors
 from tbptt.engine.recompute import renamed
+from tbptt.engine.runner import runner_order
 from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
 
@@ -64,9 +65,9 @@ class Bias:
 
 def truncated_gradient(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
     k1: int | None,
     k2: int | None = None,
     *,
@@ -80,6 +81,7 @@ def truncated_gradient(
     memory counted; ``k1=None`` is full BPTT. ``recompute``: recompute activations in
     the backward pass (:class:`tbptt.Runner`), the same gradient in less memory
     (``checkpoint``: its old name, deprecated)."""
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "truncated_gradient")
     params = trainable(model)
     recompute = renamed(recompute, checkpoint, "truncated_gradient")
     runner = Runner(model, loss_fn, k1, k2, state=state, recompute=recompute)
@@ -131,9 +133,9 @@ def compare(truncated: Truncated, full: Truncated, steps: int) -> Bias:
 
 def truncation_bias(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
     truncations: list[tuple[int, int]],
     *,
     state: State = None,
@@ -153,15 +155,16 @@ def truncation_bias(
     each gradient (the full one, then one per truncation). ``checkpoint``: the old name
     of ``recompute``, deprecated.
     """
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "truncation_bias")
     tick = progress or (lambda: None)
     options = {"state": state, "resets": resets, "mask": mask}
     recompute = renamed(recompute, checkpoint, "truncation_bias")
-    full = truncated_gradient(model, inputs, targets, loss_fn, None, recompute=recompute, **options)
+    full = truncated_gradient(model, loss_fn, inputs, targets, None, recompute=recompute, **options)
     tick()
     steps = inputs.shape[0]
     rows = []
     for k1, k2 in truncations:
-        gradient = truncated_gradient(model, inputs, targets, loss_fn, k1, k2, **options)
+        gradient = truncated_gradient(model, loss_fn, inputs, targets, k1, k2, **options)
         rows.append(compare(gradient, full, steps))
         tick()
     return rows, full

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from tbptt.engine import LossFn, unroll
 from tbptt.engine import state as states
-from tbptt.engine.runner import check_chunk
+from tbptt.engine.runner import check_chunk, runner_order
 from tbptt.engine.state import State
 from tbptt.errors import TBPTTError
 
@@ -180,9 +180,9 @@ def check_ends(ends: list[int], steps: int) -> list[int]:
 
 def gradient_flow(
     model: nn.Module,
+    loss_fn: LossFn,
     inputs: Tensor,
     targets: Tensor,
-    loss_fn: LossFn,
     *,
     state: State = None,
     resets: Tensor | None = None,
@@ -196,8 +196,8 @@ def gradient_flow(
     Args:
         model: follows the protocol; streams must not interact (every built-in model).
             Call ``model.eval()`` first if it has dropout, so every pass is the same.
-        inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``; resets, mask: ``(T, B)`` bool.
         loss_fn: per-element losses ``(T, B)``.
+        inputs: ``(T, B, ...)``; targets: ``(T, B, ...)``; resets, mask: ``(T, B)`` bool.
         state: the state entering step 0 (``None``: the initial state).
         ends: the loss steps to follow back (default: ``num_ends`` of them spread over
             the second half of the sample).
@@ -208,6 +208,7 @@ def gradient_flow(
     Returns:
         A :class:`GradientFlow` over lags 0 .. max(ends) (or the steps followed).
     """
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "gradient_flow")
     resets, mask = check_chunk(inputs, targets, resets, mask)
     steps = inputs.shape[0]
     ends = default_ends(steps, num_ends) if ends is None else check_ends(ends, steps)

@@ -8,23 +8,7 @@ from pathlib import Path
 import torch
 
 from tbptt.diagnostics.advice import Advice
-from tbptt.files import atomic_write
-
-
-def pyplot():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def save(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
-    figure.tight_layout()
-    with atomic_write(path) as file:
-        figure.savefig(file, format="png", dpi=100)
-    pyplot().close(figure)
+from tbptt.figures import pyplot, save_figure
 
 
 def plot_flow(advice: Advice, path: Path) -> None:
@@ -67,7 +51,7 @@ def plot_flow(advice: Advice, path: Path) -> None:
     right.set_title("how far back the parameter gradient comes from")
     right.legend(loc="center right", fontsize=8)
     cosine_axis.legend(loc="lower right", fontsize=8)
-    save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_bias(advice: Advice, path: Path) -> None:
@@ -112,4 +96,4 @@ def plot_bias(advice: Advice, path: Path) -> None:
         axis.set_xticks(ticks, [str(k) for k in ticks])
         axis.minorticks_off()
         axis.legend(fontsize=8)
-    save(figure, path)
+    save_figure(figure, path)

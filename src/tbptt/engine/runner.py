@@ -586,6 +586,24 @@ def check_losses(losses: Tensor, targets: Targets) -> None:
         )
 
 
+def runner_order(
+    loss_fn: LossFn, inputs: Tensor, targets: Targets, where: str
+) -> tuple[LossFn, Tensor, Targets]:
+    """``(loss_fn, inputs, targets)``, the :class:`Runner`'s order, from a call that
+    may still pass the order of earlier releases, ``(inputs, targets, loss_fn)``: the
+    inputs are a tensor where the loss function belongs. The old order works for this
+    release, with a ``DeprecationWarning`` naming ``where``, the function called."""
+    if not isinstance(loss_fn, Tensor):
+        return loss_fn, inputs, targets
+    warnings.warn(
+        f"{where}(model, inputs, targets, loss_fn, ...) is deprecated: pass "
+        f"{where}(model, loss_fn, inputs, targets, ...), the Runner's order",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return targets, loss_fn, inputs
+
+
 def gradients(
     model: nn.Module,
     loss_fn: LossFn,
@@ -628,14 +646,7 @@ def gradients(
         One dict per window mapping each trainable parameter's name (as in
         ``model.named_parameters()``) to ``dL_n/dθ``.
     """
-    if isinstance(loss_fn, Tensor):  # the old order: (model, inputs, targets, loss_fn, ...)
-        warnings.warn(
-            "gradients(model, inputs, targets, loss_fn, k1) is deprecated: pass "
-            "gradients(model, loss_fn, inputs, targets, k1), the Runner's order",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        loss_fn, inputs, targets = targets, loss_fn, inputs
+    loss_fn, inputs, targets = runner_order(loss_fn, inputs, targets, "gradients")
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     runner = Runner(
         model,

@@ -85,7 +85,7 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     """Read a checkpoint written by :func:`save`; refuses code, damage and foreign files."""
     path = check_file(path, "checkpoint")
     problem = "is damaged or truncated, or not a PyTorch file"
-    damaged = file_error(path, "", problem, DAMAGED_FIX)
+    damaged = file_error(path, problem, DAMAGED_FIX)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise damaged
     try:
@@ -93,16 +93,14 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     except pickle.UnpicklingError as error:
         problem = "holds Python objects that safe loading refuses (they could run code)"
         fix = "only load checkpoints written by tbptt; never unpickle files you do not trust"
-        raise file_error(path, "", problem, fix) from error
+        raise file_error(path, problem, fix) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise damaged from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise file_error(
-            path, "", "is not a tbptt checkpoint", "give a file from a run's checkpoints/"
-        )
+        raise file_error(path, "is not a tbptt checkpoint", "give a file from a run's checkpoints/")
     if payload.get("version") not in READS:
         problem = f"has checkpoint version {payload.get('version')!r}, this tbptt reads {VERSION}"
-        raise file_error(path, "", problem, "use the tbptt version that wrote it")
+        raise file_error(path, problem, "use the tbptt version that wrote it")
     saved = payload.pop("checksum", None)
     try:
         matches = payload["version"] < 2 or saved == checksum(payload)
@@ -110,5 +108,5 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         raise nesting_error(path) from None
     if not matches:
         problem = "is damaged: its contents do not match the checksum saved with them"
-        raise file_error(path, "", problem, DAMAGED_FIX)
+        raise file_error(path, problem, DAMAGED_FIX)
     return payload

@@ -102,7 +102,9 @@ class TBPTTModule(lightning.LightningModule):  # type: ignore[misc]
         self.validation_state, self.validation_totals = None, torch.zeros(2, dtype=torch.float64)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """Add up the loss of ``batch``, run from the state the previous batch left."""
+        """Add up the loss of ``batch``, run from the state the previous batch left.
+        Lightning hands the validation batches over one at a time, so this cannot call
+        :func:`tbptt.training.evaluate`, which iterates the batches itself."""
         outputs, state = unroll(self.model, batch.inputs, self.validation_state, batch.resets)
         self.validation_state = detach(state)
         losses = self.loss_fn(outputs, batch.targets)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from tbptt.figures import pyplot, save_figure
 from tbptt.files import atomic_write
 
 Record = dict[str, Any]
@@ -117,11 +118,7 @@ def read_records(path: Path) -> list[Record]:
 
 def plot_learning_curves(records: list[Record], path: Path) -> None:
     """Training and validation loss against updates, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     for kind, style in (("train", "-"), ("eval", "o-")):
         points = [(r["window"], r["loss"]) for r in records if r["kind"] == kind]
@@ -131,10 +128,7 @@ def plot_learning_curves(records: list[Record], path: Path) -> None:
     axes.set_ylabel("loss")
     axes.legend()
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_write(path) as file:
-        figure.savefig(file, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 class StopSignals:

@@ -119,6 +119,6 @@ class Resumable:
             self.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             problem = f"does not fit this run ({' '.join(str(error).split())[:100]})"
-            raise file_error(path, "", problem, "resume from a checkpoint of this run") from None
+            raise file_error(path, problem, "resume from a checkpoint of this run") from None
         self.log.truncate(self.progress.updates, self.progress.epoch)
         self._good = self._candidate = None  # the start of the next fit: this checkpoint

@@ -410,9 +410,9 @@ class Trainer(Resumable):
         sample = next(epoch_batches(self.validation, 0)).to(self.device)
         k2 = choose_k2(
             self.model,
+            self.loss_fn,
             sample.inputs,
             sample.targets,
-            self.loss_fn,
             self.config.k1,
             tolerance=self.config.advise_tolerance,
             resets=sample.resets,
