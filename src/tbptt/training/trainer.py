@@ -243,7 +243,9 @@ class Trainer(Resumable):
         )
         for window in self.precision.forward(windows):
             self.optimizer.zero_grad(set_to_none=True)
-            loss, mean, count = distributed.global_window(window.loss, window.count)
+            loss, mean, count = distributed.global_window(
+                window.loss, window.count, window.reported_loss
+            )
             self.precision.backward(loss)
             distributed.sum_gradients(self.model.parameters())
             self.precision.unscale(self.optimizer)
