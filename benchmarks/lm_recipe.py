@@ -57,6 +57,7 @@ from tbptt.cli.runconfig import read_config_file, resolve
 from tbptt.data import Vocabulary
 from tbptt.data.text import read_text
 from tbptt.engine.state import map_state
+from tbptt.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "examples" / "language_model" / "pytorch_examples.toml"
@@ -278,6 +279,25 @@ def tbptt_scores(run_dir: Path) -> dict:
     return {"validation_curve": curve, "validation_loss": min(curve), "test_loss": test["loss"]}
 
 
+def examples_scores(run_dir: Path, paths: dict[str, Path]) -> dict:
+    """A tbptt run's ``best.pt`` scored by the plain arm's evaluation (pytorch/examples'
+    ``evaluate``: 10 streams, 35-step chunks), so every arm is also read by one
+    evaluator."""
+    config = resolve(read_config_file(str(run_dir / "config.json")), {})
+    vocabulary = Vocabulary.build(read_text(paths["train"]), "word")
+    network = build_model(config.model, {"vocab_size": len(vocabulary)})
+    network.load_state_dict(checkpoints.load(run_dir / "checkpoints" / "best.pt")["model"])
+    model = ExamplesNetwork(network)
+    hidden = map_state(lambda h: h.transpose(0, 1), network.initial_state(EVAL_BATCH))
+    scores = {}
+    for split, name in (("validation", "valid"), ("test", "test")):
+        data = batchify(vocabulary.encode(read_text(paths[name])), EVAL_BATCH)
+        scores[f"{split}_perplexity_examples_evaluate"] = math.exp(
+            evaluate(model, data, 35, hidden)
+        )
+    return scores
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5%% of the text")
@@ -319,15 +339,21 @@ def main(argv: list[str] | None = None) -> int:
     for arm in arms.values():
         for split in ("validation", "test"):
             arm[f"{split}_perplexity"] = math.exp(arm[f"{split}_loss"])
+            arm.setdefault(f"{split}_perplexity_examples_evaluate", arm[f"{split}_perplexity"])
+    for name in ("tbptt", "awd") if args.awd else ("tbptt",):
+        arms[name].update(examples_scores(work / name, paths))
     baseline = unigram_perplexity(paths)
     ratios = {
         key: arms["tbptt"][key] / arms["plain"][key]
         for key in ("validation_perplexity", "test_perplexity", "cpu_seconds", "peak_resident_mb")
     }
-    print(f"{'arm':>7} {'valid ppl':>10} {'test ppl':>9} {'CPU s':>8} {'peak MB':>8}")
+    print(f"{'arm':>7} {'valid ppl':>10} {'test ppl':>9} {'(examples eval)':>16} ", end="")
+    print(f"{'CPU s':>8} {'peak MB':>8}")
     for name, arm in arms.items():
         print(
             f"{name:>7} {arm['validation_perplexity']:10.2f} {arm['test_perplexity']:9.2f} "
+            f"{arm['validation_perplexity_examples_evaluate']:7.2f} "
+            f"{arm['test_perplexity_examples_evaluate']:8.2f} "
             f"{arm['cpu_seconds']:8.1f} {arm['peak_resident_mb']:8.1f}"
         )
     print(f"unigram {'':>10} {baseline:9.2f}")
