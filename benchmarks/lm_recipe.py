@@ -28,7 +28,7 @@ them: a unigram model's test perplexity (training-set frequencies), the simplest
 baseline.
 
     python benchmarks/lm_recipe.py                   # 8 epochs: about 12 minutes of CPU
-    python benchmarks/lm_recipe.py --awd             # and the AWD arm: about 6 more
+    python benchmarks/lm_recipe.py --awd             # and the AWD arm: about 7 more
     python benchmarks/lm_recipe.py --quick           # a smoke run: 5% of the text
 """
 
