@@ -259,6 +259,10 @@ CASES = {
         ["train", "--text", "corpus.txt", *NEW, "--cell", "gru", "--forget-bias", "1"],
         ("forget_bias is for an LSTM", "--cell lstm"),
     ),
+    "negative activation penalty": (
+        ["train", "--text", "corpus.txt", *NEW, "--activation-penalty", "-2"],
+        ("activation_penalty must be finite and >= 0, got -2.0",),
+    ),
     "plateau factor of 1": (
         ["train", "--text", "corpus.txt", *NEW, "--schedule", "plateau", "--plateau-factor", "1"],
         ("plateau_factor divides the learning rate", "> 1, got 1.0"),

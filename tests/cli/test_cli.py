@@ -174,7 +174,12 @@ AWD_OPTIONS = ["--embedding-dropout", "0.1", "--input-dropout", "0.3", "--hidden
 AWD_OPTIONS += ["--output-dropout", "0.2", "--weight-drop", "0.4", "--num-layers", "2"]
 
 
-@pytest.mark.parametrize("options", [[], AWD_OPTIONS], ids=["dropout", "awd-lstm"])
+AR_TAR = ["--activation-penalty", "2", "--temporal-penalty", "1"]
+
+
+@pytest.mark.parametrize(
+    "options", [[], AWD_OPTIONS, [*AWD_OPTIONS, *AR_TAR]], ids=["dropout", "awd-lstm", "ar-tar"]
+)
 def test_resume_from_the_command_line_ends_where_an_unstopped_run_ends(
     tmp_path, text_file, options
 ):
@@ -202,6 +207,34 @@ def test_initialisation_options_reach_the_model_and_its_saved_config(tmp_path, t
     assert float(weights["head.weight"].abs().max()) <= 0.05 + 1e-6
     forget = weights["rnn.bias_ih_l0"][12:24] + weights["rnn.bias_hh_l0"][12:24]
     torch.testing.assert_close(forget, torch.full((12,), 2.0))
+
+
+def test_ar_and_tar_from_a_config_file_train_the_model_and_stay_out_of_the_reported_loss(
+    tmp_path, text_file
+):
+    config = tmp_path / "awd.toml"
+    config.write_text("[model]\nactivation_penalty = 2.0\ntemporal_penalty = 1.0\n")
+    common = ["train", "--text", str(text_file), "--k1", "6", *TINY_MODEL, "--max-windows", "3"]
+    common += [*AWD_OPTIONS, "--log-every", "1"]
+    runs = {
+        "penalised": ["--config", str(config)],
+        "zero": ["--config", str(config), "--activation-penalty", "0", "--temporal-penalty", "0"],
+        "plain": [],
+    }
+    for name, options in runs.items():
+        assert main([*common, *options, "--run-dir", str(tmp_path / name)]) == 0
+    saved = json.loads((tmp_path / "penalised" / "config.json").read_text())["model"]
+    assert (saved["activation_penalty"], saved["temporal_penalty"]) == (2.0, 1.0)
+
+    def first_loss(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return next(r for r in map(json.loads, lines) if r["kind"] == "train")["loss"]
+
+    assert first_loss("penalised") == first_loss("plain")  # the data loss, as awd-lstm-lm logs
+    weights = {name: trained_parameters(tmp_path / name) for name in runs}
+    plain = weights["plain"]
+    assert all(torch.equal(weights["zero"][n], plain[n]) for n in plain)  # 0: no penalty
+    assert not all(torch.equal(weights["penalised"][n], plain[n]) for n in plain)
 
 
 def test_a_config_file_sets_options_and_the_command_line_overrides_it(tmp_path, text_file):

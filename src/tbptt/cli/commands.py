@@ -29,6 +29,7 @@ from tbptt.cli.budget import check_fits, run_needs
 from tbptt.cli.output import format_record, plural, progress_bar
 from tbptt.cli.runconfig import (
     AWD_DROPOUTS,
+    AWD_PENALTIES,
     PATH_FIELDS,
     SOURCES,
     EvalConfig,
@@ -94,7 +95,7 @@ def build_model(config: ModelConfig, sizes: dict[str, int]) -> RecurrentNetwork:
         tie_weights=config.tie_weights,
         init=config.init,
         forget_bias=config.forget_bias,
-        **{name: getattr(config, name) for name in AWD_DROPOUTS},
+        **{name: getattr(config, name) for name in (*AWD_DROPOUTS, *AWD_PENALTIES)},
         vocab_size=sizes.get("vocab_size"),
         input_size=sizes.get("input_size"),
         output_size=sizes.get("output_size"),

@@ -61,6 +61,9 @@ AWD_DROPOUTS = (
 )
 """AWD-LSTM's dropout probabilities of :class:`ModelConfig` (with ``weight_drop``)."""
 
+AWD_PENALTIES = ("activation_penalty", "temporal_penalty")
+"""AWD-LSTM's AR and TAR weights of :class:`ModelConfig`."""
+
 
 @dataclass
 class ModelConfig:
@@ -99,6 +102,12 @@ class ModelConfig:
     weight_drop: float = 0.0
     """AWD-LSTM: DropConnect on the hidden-to-hidden weights, once per window
     (wdrop, 0.5)."""
+    activation_penalty: float = 0.0
+    """AWD-LSTM's AR: add this times the mean square of the last layer's outputs
+    (after output dropout) to each window's loss (alpha, 2). Reported losses leave it out."""
+    temporal_penalty: float = 0.0
+    """AWD-LSTM's TAR: add this times the mean square of the change of the last
+    layer's outputs from one step to the next to each window's loss (beta, 1)."""
 
     def __post_init__(self) -> None:
         from tbptt.models.recurrent import CELLS, parse_init
@@ -129,6 +138,9 @@ class ModelConfig:
         for name in ("dropout", *AWD_DROPOUTS):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TBPTTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in AWD_PENALTIES:
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise TBPTTError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
 
 
 @dataclass

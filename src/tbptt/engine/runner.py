@@ -155,6 +155,9 @@ class Window:
     ``lr_scale`` is the factor for this update's learning rate: loss steps over the
     mean k1 with :class:`~tbptt.engine.windows.RandomTruncation`, else 1.0
     (:meth:`~tbptt.engine.windows.Stride.lr_scale`).
+    With a model that has a ``window_penalty`` (AWD-LSTM's AR and TAR), ``loss``
+    is that mean plus the penalty and ``data_loss`` the mean alone, the loss to
+    report; without one, ``data_loss`` is ``None`` and ``loss`` is the mean.
     """
 
     loss: Tensor
@@ -163,6 +166,12 @@ class Window:
     loss_start: int
     end: int
     lr_scale: float = 1.0
+    data_loss: Tensor | None = None
+
+    @property
+    def reported_loss(self) -> Tensor:
+        """The loss function's masked mean, without the model's penalty."""
+        return self.loss if self.data_loss is None else self.data_loss
 
     @property
     def k1(self) -> int:
@@ -205,7 +214,9 @@ class Runner:
     Before each window the runner calls the model's ``new_window()`` if it has one:
     a model that draws something once per window (AWD-LSTM's dropout masks in the
     built-in models) draws it there, and every call of that window, including the
-    recomputation of checkpointed segments, sees the same draw.
+    recomputation of checkpointed segments, sees the same draw. After the window's
+    calls it adds the model's ``window_penalty(counted)``, if it has one, to the
+    window's loss (AWD-LSTM's AR and TAR; :meth:`_penalised`).
 
     ``burn_in=m`` runs the first m steps of every chunk from the carried state
     without gradient and without loss, only to refresh that state (a stored,
@@ -367,7 +378,9 @@ class Runner:
         past = (inputs[keep:], None if resets is None else resets[keep:])
         try:
             for index in range(done, len(chunk_spans)):
-                window = self._window(chunk_spans[index], chunk)
+                window = self._penalised(
+                    self._window(chunk_spans[index], chunk), chunk_spans[index], chunk
+                )
                 self._chunk = (chunk_spans, index + 1)
                 if index + 1 == len(chunk_spans):  # the chunk is done: the next one follows
                     self._past = past if self.overlap and not self.burn_in else None
@@ -441,6 +454,25 @@ class Runner:
         return Window(
             loss, count, loss_outputs, loss_steps.start, loss_steps.stop, self._lr_scale(span)
         )
+
+    def _penalised(self, window: Window, span: Span, chunk: Chunk) -> Window:
+        """``window`` with the model's ``window_penalty(counted)`` added to its loss
+        (AR and TAR in the built-in models); ``counted: (L, B)`` marks the window's
+        steps that carry loss and are not padding."""
+        penalty = getattr(self.model, "window_penalty", None)
+        if not callable(penalty):
+            return window
+        batch, device = chunk.inputs.shape[1], chunk.inputs.device
+        if chunk.mask is None:
+            carried = torch.ones(span.end - span.loss_start, batch, dtype=torch.bool, device=device)
+        else:
+            carried = chunk.mask[chunk.loss_steps(span.loss_start, span.end)]
+        counted = torch.cat([carried.new_zeros(span.loss_start - span.start, batch), carried])
+        value = penalty(counted)
+        if value is None:
+            return window
+        window.data_loss, window.loss = window.loss, window.loss + value
+        return window
 
     def _lr_scale(self, span: Span) -> float:
         return self.stride.lr_scale(span.end - span.loss_start)

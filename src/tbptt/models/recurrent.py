@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from tbptt.errors import TBPTTError
 from tbptt.models import dropout as awd
+from tbptt.models.penalties import WindowPenalties
 from tbptt.models.segments import RNNState, Segments
 from tbptt.resets import reset_pieces
 
@@ -58,6 +59,9 @@ class RecurrentNetwork(nn.Module):
             each drawn once per TBPTT window: whole words of the embedding; locked
             (one mask per stream, every step) on the inputs, between layers and on
             the last layer's outputs; DropConnect on the hidden-to-hidden weights.
+        activation_penalty, temporal_penalty: AWD-LSTM's AR (alpha) and TAR (beta)
+            on the last layer's outputs, summed over each window's calls and taken
+            by :meth:`window_penalty` (``tbptt.models.penalties``).
         tie_weights: share the embedding matrix with the head (Press & Wolf 2017);
             needs ``embedding_size == hidden_size``.
         init: ``"torch"`` (PyTorch's defaults), ``"uniform:A"`` or ``"orthogonal"``
@@ -92,6 +96,8 @@ class RecurrentNetwork(nn.Module):
         hidden_dropout: float = 0.0,
         output_dropout: float = 0.0,
         weight_drop: float = 0.0,
+        activation_penalty: float = 0.0,
+        temporal_penalty: float = 0.0,
         reset_strategy: str = "auto",
     ) -> None:
         super().__init__()
@@ -128,6 +134,7 @@ class RecurrentNetwork(nn.Module):
             output=output_dropout,
             weight=weight_drop,
         )
+        self.penalties = WindowPenalties(activation_penalty, temporal_penalty)
 
     def regularise(self, **probabilities: float) -> None:
         """Set AWD-LSTM's dropout probabilities (see the class): ``embedding``,
@@ -151,10 +158,19 @@ class RecurrentNetwork(nn.Module):
             ]
 
     def new_window(self) -> None:
-        """Draw new dropout masks for the next window (the engine calls this before
-        each window; without AWD-LSTM's dropouts it draws nothing)."""
+        """Draw new dropout masks for the next window and start its penalties (the
+        engine calls this before each window; without AWD-LSTM's dropouts it draws
+        nothing)."""
         if any(self.awd.values()):
             self.masks.new_window()
+        self.penalties.new_window()
+
+    def window_penalty(self, counted: Tensor | None = None) -> Tensor | None:
+        """The window's AR and TAR penalty, a scalar to add to its loss (``None``
+        without them, or outside training mode). ``counted: (L, B)`` bool marks the
+        steps of the window's L steps that carry loss and are not padding (``None``:
+        all); the engine passes it (see ``tbptt.models.penalties``)."""
+        return self.penalties.penalty(counted)
 
     def initialize(self, init: str, forget_bias: float | None = None) -> None:
         """Initialise the parameters by ``init`` (see ``INITS``; ``"torch"`` keeps what
@@ -231,8 +247,10 @@ class RecurrentNetwork(nn.Module):
                 )
                 rnn = with_weights(self.rnn, weights)
             outputs, final = self.run_with_resets(rnn, features, hidden, initial, resets)
-        outputs = awd.locked(self.masks, "output", outputs, p["output"], training)
-        return self.head(self.dropout(outputs)), from_rnn_layout(final)
+        dropped = self.dropout(awd.locked(self.masks, "output", outputs, p["output"], training))
+        if training:
+            self.penalties.record(outputs, dropped, resets)
+        return self.head(dropped), from_rnn_layout(final)
 
     def run_layers(
         self,

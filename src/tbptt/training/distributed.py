@@ -132,7 +132,9 @@ def shard(streams: Streams, rank: int | None = None, world_size: int | None = No
     return Shard(streams, get_rank() if rank is None else rank, world)
 
 
-def global_window(loss: Tensor, count: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def global_window(
+    loss: Tensor, count: Tensor, reported: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """A window's loss across ranks, from this rank's masked mean ``loss`` over
     ``count`` valid elements.
 
@@ -140,10 +142,13 @@ def global_window(loss: Tensor, count: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     gradients summed over ranks are those of the global masked mean), the global
     masked mean (detached, the same on every rank) and the global count. One
     all-reduce of two numbers, before backward; alone: ``loss``, itself, ``count``.
+    ``reported``: the mean to report when ``loss`` also holds a penalty (AR, TAR);
+    the global mean returned is then that of ``reported``.
     """
+    reported = loss if reported is None else reported
     if not active():
-        return loss, loss.detach(), count
-    local = torch.stack([loss.detach().double() * count, count.double()])
+        return loss, reported.detach(), count
+    local = torch.stack([reported.detach().double() * count, count.double()])
     dist.all_reduce(local)  # a CPU-GPU sync point on NCCL
     total, global_count = local[0], local[1].clamp(min=1)
     weight = (count / global_count).to(loss.dtype)

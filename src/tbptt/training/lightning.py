@@ -96,7 +96,7 @@ class TBPTTModule(lightning.LightningModule):  # type: ignore[misc]
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            self.log("train_loss", window.loss.detach(), batch_size=int(window.count))
+            self.log("train_loss", window.reported_loss.detach(), batch_size=int(window.count))
 
     def on_validation_epoch_start(self) -> None:
         self.validation_state, self.validation_totals = None, torch.zeros(2, dtype=torch.float64)

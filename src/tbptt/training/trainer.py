@@ -285,7 +285,9 @@ class Trainer(Resumable):
         it (False), and a non-finite state leaving the window restarts the streams."""
         progress = self.progress
         self.optimizer.zero_grad(set_to_none=True)
-        loss, mean, count = distributed.global_window(window.loss, window.count)
+        loss, mean, count = distributed.global_window(
+            window.loss, window.count, window.reported_loss
+        )
         self.precision.backward(loss)
         distributed.sum_gradients(self.model.parameters())
         self.precision.unscale(self.optimizer)
