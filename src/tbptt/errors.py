@@ -54,6 +54,12 @@ def one_of(name: str, value: object, choices: Iterable[str]) -> None:
     )
 
 
+def check_probability(name: str, p: float) -> None:
+    """Refuse a dropout probability ``p`` outside [0, 1) (1 would drop everything)."""
+    if not 0.0 <= p < 1.0:
+        raise TBPTTError(f"{name} must be in [0, 1), got {quoted(p)}")
+
+
 def nearest(key: str, choices: Sequence[str]) -> str:
     """'did you mean X?' for the closest of ``choices``, else the list of them."""
     close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)

@@ -214,3 +214,19 @@ def test_a_stop_at_random_moments_from_start_up_on_leaves_nothing_or_a_run_that_
             assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
         if run_dir.exists():  # nothing, or a run that ends as the unstopped one
             assert_same(outcome(run_dir), outcome(whole))
+
+
+def test_a_quiet_run_stopped_in_training_still_says_how_to_continue(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    command = train_command(corpus, run_dir)
+    command[command.index("12")] = "100000"  # --max-windows: it trains until stopped
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.PIPE) as process:
+        latest = run_dir / "checkpoints" / "latest.pt"
+        deadline = time.monotonic() + 120
+        while not latest.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert f"continue with: tbptt train --resume {run_dir}".encode() in err

@@ -97,11 +97,11 @@ def oracle(model, inputs, targets, k1, k2, resets, valid, alpha, beta):
     steps=st.integers(4, 12),
     k1=st.integers(1, 5),
     extra=st.integers(0, 4),
-    checkpoint=st.sampled_from(["no", "segments", "budget"]),
+    recompute=st.sampled_from(["no", "segments", "budget"]),
     seed=st.integers(0, 2**16),
 )
 def test_gradients_with_ar_and_tar_equal_a_per_step_unroll_with_the_same_masks(
-    cell, steps, k1, extra, checkpoint, seed
+    cell, steps, k1, extra, recompute, seed
 ):
     torch.manual_seed(seed)
     model = models.RecurrentNetwork(cell, 4, vocab_size=6, num_layers=2, **ALL, **PENALTIES)
@@ -112,11 +112,11 @@ def test_gradients_with_ar_and_tar_equal_a_per_step_unroll_with_the_same_masks(
     resets = torch.rand(steps, 3, generator=generator) < 0.2
     valid = torch.rand(steps, 3, generator=generator) < 0.8
     k2 = k1 + extra
-    options = {"segments": {"checkpoint": 2}, "budget": {"memory_budget": 10**9}}
+    options = {"segments": {"recompute": 2}, "budget": {"memory_budget": 10**9}}
     torch.manual_seed(seed + 1)
     actual = tbptt.gradients(
-        model, inputs, targets, losses.cross_entropy, k1, k2,
-        resets=resets, mask=valid, **options.get(checkpoint, {}),
+        model, losses.cross_entropy, inputs, targets, k1, k2,
+        resets=resets, mask=valid, **options.get(recompute, {}),
     )  # fmt: skip
     torch.manual_seed(seed + 1)  # the same masks: one seed per window, in window order
     expected = oracle(model, inputs, targets, k1, k2, resets, valid, 2.0, 1.0)
@@ -189,6 +189,6 @@ def test_the_steps_a_memory_probe_runs_before_a_window_are_not_counted():
     results = []
     for options in ({}, {"memory_budget": 10**9}):  # the budget probes 16 steps first
         torch.manual_seed(1)
-        results.append(tbptt.gradients(model, inputs, targets, losses.cross_entropy, 24, **options))
+        results.append(tbptt.gradients(model, losses.cross_entropy, inputs, targets, 24, **options))
     for name, grad in results[0][0].items():
         torch.testing.assert_close(results[1][0][name], grad, rtol=1e-12, atol=1e-14)

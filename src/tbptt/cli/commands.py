@@ -436,8 +436,8 @@ def fit(trainer: Trainer, config: RunConfig, run: RunData, output: Output) -> in
             report_forecasts(trainer.model, config, run, output)
         if run.test is not None and distributed.is_main() and not interrupted:
             report_test(trainer, config, run.test, output)
-    if interrupted:
-        output.note(
+    if interrupted:  # said even in quiet mode: the exit code alone does not say how to go on
+        output.warn(
             f"stopped at update {trainer.progress.updates} of {total}, checkpoint saved; "
             f"continue with: tbptt train --resume {config.run_dir}"
         )

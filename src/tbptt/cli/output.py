@@ -100,6 +100,11 @@ class Output:
         if self.mode != "quiet":
             print(text, file=sys.stderr)
 
+    def warn(self, text: str) -> None:
+        """What the person must know even in quiet mode, as errors are (stderr): a run
+        stopped before its end and how to continue it."""
+        print(text, file=sys.stderr)
+
 
 def output_mode(args: argparse.Namespace) -> str:
     """``quiet``, ``jsonl`` or ``text``, from the ``--quiet`` and ``--jsonl`` flags."""

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbptt.errors import TBPTTError, nearest, one_of, quoted
+from tbptt.errors import TBPTTError, check_probability, nearest, one_of, quoted
 from tbptt.files import check_file, decode_error, file_error, nesting_error
 from tbptt.training.config import TrainConfig, check_seed, check_types
 
@@ -136,8 +136,7 @@ class ModelConfig:
         at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers)
         at_least(1, embedding_size=self.embedding_size)
         for name in ("dropout", *AWD_DROPOUTS):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise TBPTTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+            check_probability(name, getattr(self, name))
         for name in AWD_PENALTIES:
             if not 0.0 <= getattr(self, name) < math.inf:
                 raise TBPTTError(f"{name} must be finite and >= 0, got {getattr(self, name)}")

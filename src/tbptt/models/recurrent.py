@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, check_probability
 from tbptt.models import dropout as awd
 from tbptt.models.penalties import WindowPenalties
 from tbptt.models.segments import RNNState, Segments
@@ -140,8 +140,7 @@ class RecurrentNetwork(nn.Module):
         """Set AWD-LSTM's dropout probabilities (see the class): ``embedding``,
         ``input``, ``hidden``, ``output`` and ``weight``."""
         for name, p in probabilities.items():
-            if not 0.0 <= p < 1.0:
-                raise TBPTTError(f"{name} dropout must be in [0, 1), got {p}")
+            check_probability(f"{name} dropout", p)
         if probabilities.get("embedding", 0.0) and self.embedding is None:
             raise TBPTTError("embedding dropout drops words: it needs token inputs (vocab_size)")
         self.awd = {**getattr(self, "awd", {}), **probabilities}
@@ -396,8 +395,7 @@ def check_config(
     ):
         if size is not None and size < 1:
             raise TBPTTError(f"{name} must be >= 1, got {size}")
-    if not 0.0 <= dropout < 1.0:
-        raise TBPTTError(f"dropout must be in [0, 1), got {dropout}")
+    check_probability("dropout", dropout)
 
 
 class Elman(RecurrentNetwork):
