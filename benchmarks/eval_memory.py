@@ -45,8 +45,7 @@ from harness import (
 
 import tbptt
 from tbptt.data import Streams
-from tbptt.training import TrainConfig, Trainer
-from tbptt.training import trainer as trainer_module
+from tbptt.training import TrainConfig, Trainer, evaluation
 
 PHASES = ("train", "eval_tbptt", "eval_whole", "eval_plain")
 VOCABULARY = 33_278
@@ -63,7 +62,7 @@ def phase(name: str, tokens: int) -> dict:
     streams = Streams.language_model(ids, batch_size=EVAL_BATCH, steps=256)
     trainer = Trainer(model, tbptt.losses.cross_entropy, streams, TrainConfig(k1=BPTT))
     if name == "eval_whole":
-        trainer_module.EVAL_SLICE_STEPS = 10**9
+        evaluation.EVAL_SLICE_STEPS = 10**9  # what Trainer.evaluate slices by
     with torch.no_grad():
         model(ids[:2].view(2, 1))  # warm up the kernels before the baseline
     reset_peak_resident()  # what follows is the phase's own memory, nothing built before
