@@ -35,7 +35,7 @@ def test_advise_prints_the_table_and_writes_plots_and_json(run_dir, tmp_path, ca
     out = tmp_path / "advice"
     code = main(
         ["advise", str(run_dir), "--steps", "24", "--streams", "2", "--k", "4", "8",
-         "--pairs", "2:8", "--ends", "3", "--max-lag", "12", "--checkpointed", "--out", str(out)]
+         "--pairs", "2:8", "--ends", "3", "--max-lag", "12", "--recompute", "--out", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
@@ -46,6 +46,25 @@ def test_advise_prints_the_table_and_writes_plots_and_json(run_dir, tmp_path, ca
     assert summary["steps"] == 24 and summary["streams"] == 2
     for name in ("flow.png", "bias.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_old_option_checkpointed_still_recomputes_with_one_deprecation_line(
+    run_dir, tmp_path, capsys
+):
+    common = ["advise", str(run_dir), "--steps", "16", "--streams", "1", "--json"]
+    assert main([*common, "--recompute", "--out", str(tmp_path / "new")]) == 0
+    new = capsys.readouterr()
+    assert main([*common, "--checkpointed", "--out", str(tmp_path / "old")]) == 0
+    old = capsys.readouterr()
+    assert old.err.splitlines() == [
+        "tbptt advise: --checkpointed is deprecated: it is now --recompute"
+    ]
+    assert "deprecated" not in new.err
+    untimed = [
+        [{k: v for k, v in row.items() if k != "seconds"} for row in json.loads(run.out)["rows"]]
+        for run in (old, new)
+    ]
+    assert untimed[0] == untimed[1]
 
 
 def test_advise_defaults_to_the_runs_advice_folder_and_json_output(run_dir, capsys):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -92,6 +93,8 @@ def main(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     checkpoint: str = args.checkpoint
     out = out_folder(args, checkpoint)
+    if args.checkpointed:
+        print("tbptt advise: --checkpointed is deprecated: it is now --recompute", file=sys.stderr)
     settings = EvalConfig(seed=args.seed, device=args.device)
     model, saved, config = load_model(checkpoint, settings)
     if args.file is None:
@@ -113,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             mask=batch.mask,
             num_ends=args.ends,
             max_lag=args.max_lag,
-            recompute=args.checkpointed,
+            recompute=args.recompute or args.checkpointed,
             progress=bar.update,
         )
     out.mkdir(parents=True, exist_ok=True)

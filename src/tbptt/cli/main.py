@@ -167,9 +167,14 @@ def add_advise_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         "--max-lag", type=count, help="follow gradients back this many steps (default: all)"
     )
     advise.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute the full reference gradient with recomputed activations (less memory)",
+    )
+    advise.add_argument(
         "--checkpointed",
         action="store_true",
-        help="compute the full reference gradient by checkpointed BPTT (less memory)",
+        help="Deprecated: the old name of --recompute (until the next release)",
     )
     advise.add_argument("--seed", type=int, help="a task run: the seed of the sample's data")
     advise.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
