@@ -85,12 +85,30 @@ def make_data(steps, batch, seed=0, reset_p=0.0, mask_p=1.0):
     return inputs, targets, resets, mask
 
 
-def assert_gradients_equal(actual, expected):
+def assert_gradients_equal(actual, expected, rtol=1e-9, atol=1e-11):
+    """Two lists of per-window gradient dicts: as many windows, the same parameter
+    names, every gradient equal to the tolerances."""
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         assert got.keys() == want.keys()
         for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-11, msg=name)
+            torch.testing.assert_close(got[name], want[name], rtol=rtol, atol=atol, msg=name)
 
 
 KINDS = ["elman", "lstm", "gru", "lstm-packed", "gru-packed", "dict", "learned_start"]
+
+
+ALL_DROPOUTS = {
+    "embedding_dropout": 0.3,
+    "input_dropout": 0.4,
+    "hidden_dropout": 0.5,
+    "output_dropout": 0.3,
+    "weight_drop": 0.5,
+}
+"""Every AWD-LSTM dropout of the built-in models, each switched on."""
+
+
+def mask(model, prefix):
+    """The one mask a built-in model drew under ``prefix`` in the current window."""
+    (found,) = [value for key, value in model.masks.masks.items() if key.startswith(prefix)]
+    return found

@@ -80,8 +80,6 @@ def window_gradients(
     steps, batch = inputs.shape[:2]
     resets = torch.zeros(steps, batch, dtype=torch.bool) if resets is None else resets
     mask = torch.ones(steps, batch, dtype=torch.bool) if mask is None else mask
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
     result = []
     bounds = window_bounds(steps, k1, k2) if bounds is None else bounds
     for start, loss_start, end in bounds:
@@ -97,11 +95,15 @@ def window_gradients(
                 losses = loss_fn(y.unsqueeze(0), targets[i : i + 1])[0]
                 total = total + (losses * mask[i]).sum()
         loss = total / max(int(mask[loss_start:end].sum()), 1)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        result.append(
-            {
-                n: torch.zeros_like(p) if g is None else g
-                for n, p, g in zip(names, params, grads, strict=True)
-            }
-        )
+        result.append(named_gradients(model, loss))
     return result
+
+
+def named_gradients(model: nn.Module, loss):
+    """``d loss / d p`` for each trainable parameter of ``model``, by name (zeros
+    for one the loss does not reach)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return {
+        n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(named, grads, strict=True)
+    }

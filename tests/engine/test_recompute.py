@@ -30,11 +30,7 @@ from tests.models_for_tests import (
 
 
 def assert_close(actual, expected):
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        assert got.keys() == want.keys()
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-12, msg=name)
+    assert_gradients_equal(actual, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -11,20 +11,8 @@ from hypothesis import strategies as st
 import tbptt
 from tbptt import TBPTTError, losses, models
 from tests import naive
-
-ALL = {
-    "embedding_dropout": 0.3,
-    "input_dropout": 0.4,
-    "hidden_dropout": 0.5,
-    "output_dropout": 0.3,
-    "weight_drop": 0.5,
-}
-
-
-def mask(model, prefix):
-    """The one mask the model drew under ``prefix`` in the current window."""
-    (found,) = [value for key, value in model.masks.masks.items() if key.startswith(prefix)]
-    return found
+from tests.models_for_tests import ALL_DROPOUTS as ALL
+from tests.models_for_tests import assert_gradients_equal, mask
 
 
 def test_an_elman_network_with_every_dropout_follows_the_equations_with_its_masks():
@@ -96,8 +84,6 @@ def oracle(model, inputs, targets, k1, k2, resets, mask_):
     """Every window's gradient by a per-step unroll: window n draws its masks, runs
     from the state window n - 1 left at its start, and leaves the state at the next
     window's start (the windows from semantics.md's formulas, not from the engine)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
     bounds = naive.window_bounds(inputs.shape[0], k1, k2)
     carried, result = None, []
     for n, (start, loss_start, end) in enumerate(bounds):
@@ -113,13 +99,7 @@ def oracle(model, inputs, targets, k1, k2, resets, mask_):
                     total + (losses.cross_entropy(y[None], targets[i : i + 1])[0] * mask_[i]).sum()
                 )
         loss = total / max(int(mask_[loss_start:end].sum()), 1)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        result.append(
-            {
-                n: torch.zeros_like(p) if g is None else g
-                for n, p, g in zip(names, params, grads, strict=True)
-            }
-        )
+        result.append(naive.named_gradients(model, loss))
     return result
 
 
@@ -150,10 +130,7 @@ def test_gradients_with_every_dropout_equal_a_per_step_unroll_with_the_same_mask
     )  # fmt: skip
     torch.manual_seed(seed + 1)  # the same masks: one seed per window, in window order
     expected = oracle(model, inputs, targets, k1, k2, resets, valid)
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-12)
+    assert_gradients_equal(actual, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(

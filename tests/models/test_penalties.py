@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import tbptt
 from tbptt import TBPTTError, losses, models
 from tests import naive
-from tests.models.test_dropout import ALL, mask
+from tests.models_for_tests import ALL_DROPOUTS as ALL
+from tests.models_for_tests import assert_gradients_equal, mask
 
 PENALTIES = {"activation_penalty": 2.0, "temporal_penalty": 1.0}
 
@@ -55,8 +56,6 @@ def oracle(model, inputs, targets, k1, k2, resets, valid, alpha, beta):
     """Every window's gradient of loss + AR + TAR by a per-step unroll, with the
     counting rules written out: AR over loss steps that are not padding, TAR over
     those of them whose step before ran in the window and that do not reset."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
     bounds = naive.window_bounds(inputs.shape[0], k1, k2)
     carried, result = None, []
     for n, (start, loss_start, end) in enumerate(bounds):
@@ -81,13 +80,7 @@ def oracle(model, inputs, targets, k1, k2, resets, valid, alpha, beta):
                 tar_count += int(counts.sum())
         count = max(int(valid[loss_start:end].sum()), 1)
         loss = total / count + alpha * ar / count + beta * tar / max(tar_count, 1)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        result.append(
-            {
-                n: torch.zeros_like(p) if g is None else g
-                for n, p, g in zip(names, params, grads, strict=True)
-            }
-        )
+        result.append(naive.named_gradients(model, loss))
     return result
 
 
@@ -120,10 +113,7 @@ def test_gradients_with_ar_and_tar_equal_a_per_step_unroll_with_the_same_masks(
     )  # fmt: skip
     torch.manual_seed(seed + 1)  # the same masks: one seed per window, in window order
     expected = oracle(model, inputs, targets, k1, k2, resets, valid, 2.0, 1.0)
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-12)
+    assert_gradients_equal(actual, expected, rtol=1e-10, atol=1e-12)
 
 
 def windows(model, seed=0):
