@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tbptt.errors import QUOTE_LENGTH, TBPTTError, one_of, quoted
+from tbptt.errors import QUOTE_LENGTH, TBPTTError, check_non_negative, one_of, quoted
 
 
 def test_a_short_value_is_quoted_as_repr_writes_it():
@@ -39,3 +39,10 @@ def test_a_choice_error_names_every_choice_and_the_nearest_in_one_line():
     with pytest.raises(TBPTTError, match=r"must be one of a, b$"):
         one_of("x", "zzz", ("a", "b"))
     one_of("x", "a", ("a", "b"))  # a choice passes
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan")])
+def test_a_negative_infinite_or_nan_weight_is_refused_naming_it(value):
+    with pytest.raises(TBPTTError, match=r"^temporal_penalty must be finite and >= 0, got "):
+        check_non_negative("temporal_penalty", value)
+    check_non_negative("temporal_penalty", 0.0)  # zero passes

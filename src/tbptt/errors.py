@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import reprlib
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,12 @@ def check_probability(name: str, p: float) -> None:
     """Refuse a dropout probability ``p`` outside [0, 1) (1 would drop everything)."""
     if not 0.0 <= p < 1.0:
         raise TBPTTError(f"{name} must be in [0, 1), got {quoted(p)}")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    """Refuse a ``value`` that is negative, infinite or NaN (a weight, a penalty)."""
+    if not 0.0 <= value < math.inf:
+        raise TBPTTError(f"{name} must be finite and >= 0, got {quoted(value)}")
 
 
 def nearest(key: str, choices: Sequence[str]) -> str:

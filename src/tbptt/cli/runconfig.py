@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbptt.errors import TBPTTError, check_probability, nearest, one_of, quoted
+from tbptt.errors import TBPTTError, check_non_negative, check_probability, nearest, one_of, quoted
 from tbptt.files import check_file, decode_error, file_error, nesting_error
 from tbptt.training.config import TrainConfig, check_seed, check_types
 
@@ -138,8 +138,7 @@ class ModelConfig:
         for name in ("dropout", *AWD_DROPOUTS):
             check_probability(name, getattr(self, name))
         for name in AWD_PENALTIES:
-            if not 0.0 <= getattr(self, name) < math.inf:
-                raise TBPTTError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+            check_non_negative(name, getattr(self, name))
 
 
 @dataclass

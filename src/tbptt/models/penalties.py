@@ -35,16 +35,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tbptt.errors import TBPTTError
+from tbptt.errors import TBPTTError, check_non_negative
 
 
 class WindowPenalties:
     """AR (``alpha``) and TAR (``beta``) over the calls of one window."""
 
     def __init__(self, alpha: float = 0.0, beta: float = 0.0) -> None:
-        for name, value in (("activation_penalty", alpha), ("temporal_penalty", beta)):
-            if not 0.0 <= value < float("inf"):
-                raise TBPTTError(f"{name} must be finite and >= 0, got {value}")
+        check_non_negative("activation_penalty", alpha)
+        check_non_negative("temporal_penalty", beta)
         self.alpha, self.beta = alpha, beta
         self.windowed = False  # whether an engine opened a window (new_window)
         self.clear()

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass
 
-from tbptt.errors import TBPTTError, one_of, quoted
+from tbptt.errors import TBPTTError, check_non_negative, one_of, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +198,7 @@ class TrainConfig:
         check_seed("seed", self.seed)
         if not 0 < self.lr <= MAX_LR:
             raise TBPTTError(f"lr must be finite and > 0 and at most {MAX_LR:g}, got {self.lr}")
-        if not 0 <= self.weight_decay < math.inf:
-            raise TBPTTError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        check_non_negative("weight_decay", self.weight_decay)
         if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
             raise TBPTTError(f"clip_norm must be finite and > 0, or unset, got {self.clip_norm}")
         if self.blowup is not None and not 1 < self.blowup < math.inf:
@@ -216,8 +215,7 @@ class TrainConfig:
                 f"plateau_factor divides the learning rate: it must be finite and > 1, "
                 f"got {self.plateau_factor}"
             )
-        if not 0 <= self.plateau_min_lr < math.inf:
-            raise TBPTTError(f"plateau_min_lr must be finite and >= 0, got {self.plateau_min_lr}")
+        check_non_negative("plateau_min_lr", self.plateau_min_lr)
         one_of("schedule", self.schedule, SCHEDULES)
 
     def _rename(self, old: str, new: str, default: object) -> None:
