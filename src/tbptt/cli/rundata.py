@@ -26,7 +26,7 @@ from tbptt.cli.runconfig import DataConfig, RunConfig
 from tbptt.data import Normalizer, Series, Streams, Vocabulary, open_tokens, read_text
 from tbptt.data.tasks import METRICS, TASKS, TaskData
 from tbptt.data.text import split
-from tbptt.data.tokens import read_runs
+from tbptt.data.tokens import id_chunks
 from tbptt.engine import LossFn
 from tbptt.errors import TBPTTError
 from tbptt.files import file_error
@@ -177,8 +177,7 @@ def read_tokens(
     if vocabulary is None and saved is None and data.vocabulary is not None:
         vocabulary = Vocabulary.load(data.vocabulary)
     lowest, highest = 0, 0
-    for start in range(0, len(ids), 1 << 22):
-        chunk = read_runs(ids, np.array([start]), min(1 << 22, len(ids) - start))
+    for _, chunk in id_chunks(ids):
         lowest, highest = min(lowest, int(chunk.min())), max(highest, int(chunk.max()))
     size = highest + 1
     if vocabulary is not None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tbptt.data.tokens import file_location, read_runs
+from tbptt.data.tokens import file_location, id_chunks, read_runs
 from tbptt.errors import TBPTTError, quoted
 
 logger = logging.getLogger(__name__)
@@ -257,12 +257,7 @@ def check_ids(tokens: ArrayLike, vocab_size: int) -> None:
     """Refuse token ids outside ``[0, vocab_size)``, naming the first and its position
     (a memory map is read in chunks, in constant memory)."""
     check_positive(vocab_size=vocab_size)
-    chunk = 1 << 22
-    for start in range(0, len(tokens), chunk):
-        part = tokens[start : start + chunk]
-        if file_location(part) is not None:
-            part = read_runs(part, np.array([0]), len(part))[0]
-        ids = part.numpy() if isinstance(part, Tensor) else np.asarray(part)
+    for start, ids in id_chunks(tokens):
         bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
         if len(bad):
             position = start + int(bad[0])

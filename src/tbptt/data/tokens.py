@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,6 +208,18 @@ def file_location(array: object) -> tuple[str, int] | None:
         return None
     address = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
     return root.filename, root.offset + address
+
+
+def id_chunks(ids: Any, size: int = 1 << 22) -> Iterator[tuple[int, np.ndarray]]:
+    """``ids: (N,)`` (a memory map, an array or a CPU tensor) in consecutive NumPy
+    pieces of at most ``size`` ids, each with its start: one pass over a token file in
+    constant memory (a map is read with :func:`read_runs`, so its pages do not stay
+    resident)."""
+    for start in range(0, len(ids), size):
+        part = ids[start : start + size]
+        if file_location(part) is not None:
+            part = read_runs(part, np.array([0]), len(part))[0]
+        yield start, np.asarray(part)
 
 
 def read_runs(array: np.memmap, starts: np.ndarray, length: int) -> np.ndarray:
