@@ -480,11 +480,11 @@ CASES = {
     ),
     "a billion threads": (
         ["train", "--text", "corpus.txt", *NEW, "--threads", str(10**9)],
-        ("threads 1,000,000,000 is more than this machine's", "give at most"),
+        ("threads 1,000,000,000 is more than the", "give at most"),
     ),
     "demo with a billion threads": (
         ["demo", "--threads", str(10**9)],
-        ("threads 1,000,000,000 is more than this machine's",),
+        ("threads 1,000,000,000 is more than the",),
     ),
     "generate with a seed of 2**64": (
         ["generate", "runs/text", "--seed", str(2**64)],

@@ -106,8 +106,18 @@ def test_zero_threads_is_refused_in_one_line(tmp_path, text_file, capsys):
 
 
 def test_more_threads_than_the_machine_has_cpus_is_refused_before_any_work():
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0))
     before = torch.get_num_threads()
     with pytest.raises(TBPTTError, match=f"threads 1,000,000,000 is more than .* {cpus} CPUs"):
         use_threads(10**9)  # OpenMP would abort the process at its first parallel work
     assert torch.get_num_threads() == before
+
+
+def test_the_cap_is_the_cpus_this_process_may_use_not_the_machines(monkeypatch):
+    """Under ``taskset -c 0`` or a one-CPU container cpuset, two threads would fight for
+    one CPU: refused, though the machine has more."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    with pytest.raises(TBPTTError, match="threads 2 is more than the 1 CPU this .* give at most 1"):
+        use_threads(2)
+    assert use_threads(1) == 1

@@ -44,12 +44,21 @@ def use_threads(threads: int | None) -> int:
     return count
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the system has one
+    (``taskset``, a container's cpuset), else all the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def check_threads(threads: int) -> None:
-    """Refuse more threads than this machine has CPUs: they only slow torch down, and
-    a count of millions makes OpenMP abort the process when its first parallel work
-    starts, not a command's input check."""
-    cpus = os.cpu_count() or 1
+    """Refuse more threads than the CPUs this process may use: they only slow torch
+    down, and a count of millions makes OpenMP abort the process when its first parallel
+    work starts, not a command's input check."""
+    cpus = usable_cpus()
     if threads > cpus:
         raise TBPTTError(
-            f"threads {threads:,} is more than this machine's {cpus} CPUs; give at most {cpus}"
+            f"threads {threads:,} is more than the {cpus} CPU{'s' * (cpus != 1)} this "
+            f"process may use (the machine's, less any affinity limit); give at most {cpus}"
         )
