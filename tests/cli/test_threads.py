@@ -108,7 +108,8 @@ def test_zero_threads_is_refused_in_one_line(tmp_path, text_file, capsys):
 def test_more_threads_than_the_machine_has_cpus_is_refused_before_any_work():
     cpus = len(os.sched_getaffinity(0))
     before = torch.get_num_threads()
-    with pytest.raises(TBPTTError, match=f"threads 1,000,000,000 is more than .* {cpus} CPUs"):
+    refused = f"threads 1,000,000,000 is more than the {cpus} CPUs? this process may use"
+    with pytest.raises(TBPTTError, match=refused):
         use_threads(10**9)  # OpenMP would abort the process at its first parallel work
     assert torch.get_num_threads() == before
 
